@@ -1,0 +1,59 @@
+"""Pieces shared by every cell family: the batched GEMMs and the state slots."""
+
+import numpy as np
+from numba import njit
+
+from numlstm._config import JIT_OPTIONS
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def slots(t, reverse):
+    """Slots of the stored states ``hs[0:T+1]`` read and written at step ``t``.
+
+    The forward direction reads ``t`` and writes ``t + 1``; the reverse
+    direction reads ``t + 1`` and writes ``t``. So the initial state sits at
+    slot 0 (forward) or T (reverse), and ``hs[0:T]`` (forward) or
+    ``hs[1:T+1]`` (reverse) is the previous state of every step.
+    """
+    if reverse:
+        return t + 1, t
+    return t, t + 1
+
+
+def input_projection(x, weight_ih, bias):
+    """``x @ weight_ih.T + bias`` for every step at once: one GEMM, (T, B, G)."""
+    T, B, I = x.shape
+    gates = x.reshape(T * B, I) @ weight_ih.T
+    gates += bias
+    return gates.reshape(T, B, -1)
+
+
+def previous_states(hs, reverse):
+    """The state each step started from, (T, B, P), from the stored slots."""
+    return hs[1:] if reverse else hs[:-1]
+
+
+def new_states(hs, reverse):
+    """The state each step produced, (T, B, P), from the stored slots."""
+    return hs[:-1] if reverse else hs[1:]
+
+
+def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
+    """Input gradient and weight gradients, each one GEMM over every step.
+
+    ``dgx`` is the gradient of the input-side pre-activations and ``dgh`` of
+    the hidden-side ones (the same array for every cell but the GRU).
+    """
+    T, B, I = x.shape
+    G = dgx.shape[2]
+    P = hs.shape[2]
+    dgx2 = dgx.reshape(T * B, G)
+    dgh2 = dgh.reshape(T * B, G)
+    grads = {
+        "weight_ih": dgx2.T @ x.reshape(T * B, I),
+        "weight_hh": dgh2.T @ previous_states(hs, reverse).reshape(T * B, P),
+        "bias_ih": dgx2.sum(axis=0),
+        "bias_hh": dgh2.sum(axis=0),
+    }
+    dx = (dgx2 @ weight_ih).reshape(T, B, I)
+    return dx, grads

@@ -1,0 +1,151 @@
+"""GRU on the CPU, with PyTorch's equations.
+
+Notes
+-----
+With gate rows ordered (r, z, n) as in ``torch.nn.GRU`` (Cho et al. 2014,
+"Learning phrase representations using RNN encoder-decoder"):
+
+.. math::
+
+    r_t &= \\sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\\\
+    z_t &= \\sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\\\
+    n_t &= \\tanh(W_{in} x_t + b_{in} + r_t \\odot (W_{hn} h_{t-1} + b_{hn})) \\\\
+    h_t &= (1 - z_t) \\odot n_t + z_t \\odot h_{t-1}
+
+The hidden bias :math:`b_{hn}` sits inside the reset product, so the input
+and hidden projections are kept apart for the n row.
+"""
+
+import numpy as np
+from numba import njit
+
+from numlstm._config import JIT_OPTIONS
+from numlstm.cells.activations import sigmoid, tanh
+from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+
+
+@njit(**JIT_OPTIONS)
+def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off):
+    """Run the recurrence over every step, in place.
+
+    ``gates`` (T, B, 3H) holds ``x @ W_ih.T + b_ih`` and is overwritten with
+    the activations (r, z, n). ``h`` (B, H) is the initial state on entry and
+    the final state on exit. ``hs`` (T + 1, B, H) stores every state and
+    ``hn`` (T, B, H) the hidden n-row projection ``W_hn h + b_hn``, both for
+    backward; both are empty along axis 0 for inference.
+    """
+    T, B, G = gates.shape
+    one = gates.dtype.type(1)
+    H = h.shape[1]
+    store = hs.shape[0] > 0
+    hh = np.empty((B, G), gates.dtype)
+    w_hh_t = w_hh.T
+    if store:
+        hs[T if reverse else 0] = h
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, w_hh_t, hh)
+        for b in range(B):
+            o = out[t, b]
+            if t >= lengths[b]:
+                for j in range(H):
+                    o[off + j] = 0
+                continue
+            a = gates[t, b]
+            r = hh[b]
+            for j in range(H):
+                rg = sigmoid(a[j] + r[j] + b_hh[j])
+                zg = sigmoid(a[H + j] + r[H + j] + b_hh[H + j])
+                hnj = r[2 * H + j] + b_hh[2 * H + j]
+                ng = tanh(a[2 * H + j] + rg * hnj)
+                hj = (one - zg) * ng + zg * h[b, j]
+                a[j] = rg
+                a[H + j] = zg
+                a[2 * H + j] = ng
+                if store:
+                    hn[t, b, j] = hnj
+                h[b, j] = hj
+                o[off + j] = hj
+        if store:
+            _, new = slots(t, reverse)
+            hs[new] = h
+
+
+@njit(**JIT_OPTIONS)
+def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh):
+    """Back-propagate through every step.
+
+    ``dh`` (B, H) holds the gradient of the final state on entry and of the
+    initial state on exit. ``dgx`` and ``dgh`` (T, B, 3H) receive the
+    gradients of the input-side and hidden-side pre-activations; they differ
+    only in the n rows, where the hidden side is scaled by r.
+    """
+    T, B, G = gates.shape
+    one = gates.dtype.type(1)
+    H = dh.shape[1]
+    dh_prev = np.empty((B, H), gates.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev, _ = slots(t, reverse)
+        for b in range(B):
+            dx_row = dgx[t, b]
+            dh_row = dgh[t, b]
+            if t >= lengths[b]:
+                for k in range(G):
+                    dx_row[k] = 0
+                    dh_row[k] = 0
+                continue
+            a = gates[t, b]
+            for j in range(H):
+                dhj = dh[b, j] + grad_out[t, b, off + j]
+                rg = a[j]
+                zg = a[H + j]
+                ng = a[2 * H + j]
+                hp = hs[prev, b, j]
+                dan = dhj * (one - zg) * (one - ng * ng)
+                daz = dhj * (hp - ng) * zg * (one - zg)
+                dar = dan * hn[t, b, j] * rg * (one - rg)
+                dx_row[j] = dar
+                dx_row[H + j] = daz
+                dx_row[2 * H + j] = dan
+                dh_row[j] = dar
+                dh_row[H + j] = daz
+                dh_row[2 * H + j] = dan * rg
+                dh[b, j] = dhj * zg
+        np.dot(dgh[t], w_hh, dh_prev)
+        for b in range(B):
+            if t < lengths[b]:
+                for j in range(H):
+                    dh[b, j] += dh_prev[b, j]
+
+
+def forward(p, x, state, lengths, reverse, out, off, store):
+    """Run one direction of one GRU layer; see :func:`numlstm.cells.lstm.forward`.
+
+    ``state`` is ``(h,)``.
+    """
+    (h,) = state
+    T = x.shape[0]
+    gates = input_projection(x, p["weight_ih"], p["bias_ih"])
+    hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
+    hn = np.empty((T if store else 0,) + h.shape, x.dtype)
+    _gru_forward(gates, p["weight_hh"], p["bias_hh"], lengths, reverse, h, hs, hn, out, off)
+    return (x, gates, hs, hn) if store else None
+
+
+def backward(p, cache, lengths, reverse, grad_out, off, dstate):
+    """Gradients of one direction of one GRU layer; ``dstate`` is ``(dh,)``."""
+    x, gates, hs, hn = cache
+    (dh,) = dstate
+    dgx = np.empty_like(gates)
+    dgh = np.empty_like(gates)
+    _gru_backward(gates, p["weight_hh"], lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh)
+    return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
+
+
+def gate_states(cache, reverse):
+    """Per-step gates and states, (T, B, H) each, from a forward cache."""
+    _, gates, hs, _ = cache
+    H = hs.shape[2]
+    return {"reset_gate": gates[..., :H], "update_gate": gates[..., H:2 * H],
+            "candidate": gates[..., 2 * H:], "hidden": new_states(hs, reverse)}

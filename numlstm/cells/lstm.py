@@ -1,0 +1,299 @@
+"""LSTM family on the CPU: standard, peephole, coupled-gate (CIFG) and projected.
+
+The public functions :func:`forward` and :func:`backward` run one direction of
+one layer. They own the batched GEMMs (the input projection for every step,
+the weight gradients over every step); the ``_``-prefixed Numba kernels own
+the time loop, the recurrent product and the fused gate arithmetic.
+
+Notes
+-----
+With gate pre-activations :math:`a_* = W_{i*} x_t + b_{i*} + W_{h*} h_{t-1} + b_{h*}`:
+
+.. math::
+
+    i_t &= \\sigma(a_i + p_i \\odot c_{t-1}) \\\\
+    f_t &= \\sigma(a_f + p_f \\odot c_{t-1})
+           \\quad\\text{or}\\quad f_t = 1 - i_t \\text{ (coupled)} \\\\
+    g_t &= \\tanh(a_g) \\\\
+    c_t &= f_t \\odot c_{t-1} + i_t \\odot g_t \\\\
+    o_t &= \\sigma(a_o + p_o \\odot c_t) \\\\
+    h_t &= W_{hr}\\,(o_t \\odot \\tanh(c_t)) \\quad\\text{or}\\quad o_t \\odot \\tanh(c_t)
+
+The peephole terms :math:`p` are present only for a peephole cell (Gers &
+Schmidhuber 2000, "Recurrent nets that time and count"); the coupled
+input-forget gate follows Greff et al. 2017, "LSTM: A search space odyssey";
+the projection :math:`W_{hr}` follows Sak et al. 2014. Gate rows are ordered
+(i, f, g, o), or (i, g, o) for a coupled cell, as in ``torch.nn.LSTM``.
+
+Rows whose sequence has ended (``t >= lengths[b]``) keep their state and emit
+zeros, which gives PyTorch's packed-sequence semantics in both directions.
+"""
+
+import numpy as np
+from numba import njit
+
+from numlstm._config import JIT_OPTIONS
+from numlstm.cells.activations import sigmoid, tanh
+from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+
+
+@njit(**JIT_OPTIONS)
+def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, off):
+    """Run the recurrence over every step, in place.
+
+    Parameters
+    ----------
+    gates : ndarray (T, B, G)
+        Input projection plus both biases; overwritten with the gate
+        activations (i, f, g, o), or (i, g, o) when ``G == 3 * H``.
+    w_hh : ndarray (G, P)
+    w_hr : ndarray (P, H) or (0, H)
+        Projection weights; empty for no projection (then P == H).
+    peep : ndarray (n, H)
+        Peephole weights, rows (i, f, o) or (i, o) for a coupled cell; empty
+        for no peepholes.
+    lengths : ndarray (B,) int64
+    reverse : bool
+    h, c : ndarray (B, P), (B, H)
+        Initial state on entry, final state on exit.
+    hs, cs : ndarray (T + 1, B, P), (T + 1, B, H), or empty along axis 0
+        Every state, stored for backward (see ``slots``); empty for inference.
+    out : ndarray (T, B, D * P)
+        Layer output; this direction writes columns ``off:off + P``.
+    """
+    T, B, G = gates.shape
+    one = gates.dtype.type(1)
+    H = c.shape[1]
+    P = h.shape[1]
+    coupled = G == 3 * H
+    project = w_hr.shape[0] > 0
+    has_peep = peep.shape[0] > 0
+    o_row = peep.shape[0] - 1
+    o_off = 2 * H if coupled else 3 * H
+    g_off = H if coupled else 2 * H
+    store = hs.shape[0] > 0
+    hh = np.empty((B, G), gates.dtype)
+    m = np.empty((B, H), gates.dtype)
+    hp = np.empty((B, P), gates.dtype)
+    w_hh_t = w_hh.T
+    w_hr_t = w_hr.T
+    if store:
+        hs[T if reverse else 0] = h
+        cs[T if reverse else 0] = c
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, w_hh_t, hh)
+        for b in range(B):
+            if t >= lengths[b]:
+                continue
+            a = gates[t, b]
+            r = hh[b]
+            for j in range(H):
+                cp = c[b, j]
+                ai = a[j] + r[j]
+                ag = a[g_off + j] + r[g_off + j]
+                ao = a[o_off + j] + r[o_off + j]
+                if has_peep:
+                    ai += peep[0, j] * cp
+                ig = sigmoid(ai)
+                if coupled:
+                    fg = one - ig
+                else:
+                    af = a[H + j] + r[H + j]
+                    if has_peep:
+                        af += peep[1, j] * cp
+                    fg = sigmoid(af)
+                    a[H + j] = fg
+                gg = tanh(ag)
+                cn = fg * cp + ig * gg
+                if has_peep:
+                    ao += peep[o_row, j] * cn
+                og = sigmoid(ao)
+                a[j] = ig
+                a[g_off + j] = gg
+                a[o_off + j] = og
+                c[b, j] = cn
+                m[b, j] = og * tanh(cn)
+            if not project:
+                for j in range(P):
+                    h[b, j] = m[b, j]
+        if project:
+            np.dot(m, w_hr_t, hp)
+            for b in range(B):
+                if t < lengths[b]:
+                    h[b] = hp[b]
+        for b in range(B):
+            o = out[t, b]
+            if t < lengths[b]:
+                for j in range(P):
+                    o[off + j] = h[b, j]
+            else:
+                for j in range(P):
+                    o[off + j] = 0
+        if store:
+            _, new = slots(t, reverse)
+            hs[new] = h
+            cs[new] = c
+
+
+@njit(**JIT_OPTIONS)
+def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, off,
+                   dh, dc, dgates, dpeep, dhp, ms):
+    """Back-propagate through every step.
+
+    ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored.
+    ``dh``/``dc`` hold the gradient of the final state on entry and of the
+    initial state on exit. ``dgates`` (T, B, G) receives the gradient of the
+    gate pre-activations (zero on finished rows); ``dpeep`` accumulates the
+    peephole gradient. With a projection, ``dhp`` (T, B, P) receives the
+    gradient of each projected output and ``ms`` (T, B, H) the unprojected
+    output :math:`o \\odot \\tanh(c)`, for the ``W_hr`` gradient GEMM.
+    """
+    T, B, G = gates.shape
+    one = gates.dtype.type(1)
+    H = dc.shape[1]
+    P = dh.shape[1]
+    coupled = G == 3 * H
+    project = w_hr.shape[0] > 0
+    has_peep = peep.shape[0] > 0
+    o_row = peep.shape[0] - 1
+    o_off = 2 * H if coupled else 3 * H
+    g_off = H if coupled else 2 * H
+    dm = np.empty((B, H), gates.dtype)
+    dh_prev = np.empty((B, P), gates.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev, new = slots(t, reverse)
+        for b in range(B):
+            if t < lengths[b]:
+                for j in range(P):
+                    dh[b, j] += grad_out[t, b, off + j]
+        if project:
+            for b in range(B):
+                active = t < lengths[b]
+                for j in range(P):
+                    dhp[t, b, j] = dh[b, j] if active else 0
+            np.dot(dh, w_hr, dm)
+        for b in range(B):
+            dg = dgates[t, b]
+            if t >= lengths[b]:
+                for k in range(G):
+                    dg[k] = 0
+                if project:
+                    for j in range(H):
+                        ms[t, b, j] = 0
+                continue
+            a = gates[t, b]
+            for j in range(H):
+                cp = cs[prev, b, j]
+                cn = cs[new, b, j]
+                ig = a[j]
+                gg = a[g_off + j]
+                og = a[o_off + j]
+                fg = one - ig if coupled else a[H + j]
+                tc = tanh(cn)
+                dmj = dm[b, j] if project else dh[b, j]
+                if project:
+                    ms[t, b, j] = og * tc
+                dao = dmj * tc * og * (one - og)
+                dcn = dc[b, j] + dmj * og * (one - tc * tc)
+                if has_peep:
+                    dcn += dao * peep[o_row, j]
+                    dpeep[o_row, j] += dao * cn
+                dag = dcn * ig * (one - gg * gg)
+                dcp = dcn * fg
+                if coupled:
+                    dai = dcn * (gg - cp) * ig * (one - ig)
+                else:
+                    dai = dcn * gg * ig * (one - ig)
+                    daf = dcn * cp * fg * (one - fg)
+                    dg[H + j] = daf
+                    if has_peep:
+                        dcp += daf * peep[1, j]
+                        dpeep[1, j] += daf * cp
+                if has_peep:
+                    dcp += dai * peep[0, j]
+                    dpeep[0, j] += dai * cp
+                dg[j] = dai
+                dg[g_off + j] = dag
+                dg[o_off + j] = dao
+                dc[b, j] = dcp
+        np.dot(dgates[t], w_hh, dh_prev)
+        for b in range(B):
+            if t < lengths[b]:
+                dh[b] = dh_prev[b]
+
+
+def forward(p, x, state, lengths, reverse, out, off, store):
+    """Run one direction of one LSTM layer.
+
+    Parameters
+    ----------
+    p : dict
+        This direction's weights without the layer suffix: ``weight_ih``,
+        ``weight_hh``, ``bias_ih``, ``bias_hh`` (zeros when the layer has no
+        bias), ``weight_hr`` ((0, H) when absent) and ``weight_peephole``
+        ((0, H) when absent).
+    x : ndarray (T, B, I)
+    state : tuple of ndarray
+        ``(h, c)``, initial on entry and final on exit.
+    lengths : ndarray (B,) int64
+    reverse : bool
+    out : ndarray (T, B, D * P)
+    off : int
+        First column of ``out`` for this direction.
+    store : bool
+        Keep what backward needs.
+
+    Returns
+    -------
+    cache : tuple or None
+    """
+    h, c = state
+    T, B, _ = x.shape
+    gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
+    depth = T + 1 if store else 0
+    hs = np.empty((depth,) + h.shape, x.dtype)
+    cs = np.empty((depth,) + c.shape, x.dtype)
+    _lstm_forward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
+                  reverse, h, c, hs, cs, out, off)
+    return (x, gates, hs, cs) if store else None
+
+
+def backward(p, cache, lengths, reverse, grad_out, off, dstate):
+    """Gradients of one direction of one LSTM layer.
+
+    ``dstate`` is ``(dh, dc)``: the gradient of the final state on entry, of
+    the initial state on exit. Returns ``(dx, grads)`` where ``grads`` has
+    the keys of ``p``.
+    """
+    x, gates, hs, cs = cache
+    dh, dc = dstate
+    T, B, G = gates.shape
+    P = hs.shape[2]
+    H = cs.shape[2]
+    project = p["weight_hr"].shape[0] > 0
+    dgates = np.empty_like(gates)
+    dpeep = np.zeros_like(p["weight_peephole"])
+    dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
+    ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
+    _lstm_backward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
+                   reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms)
+    dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
+    grads["weight_peephole"] = dpeep
+    grads["weight_hr"] = (dhp.reshape(T * B, P).T @ ms.reshape(T * B, H)
+                          if project else np.zeros_like(p["weight_hr"]))
+    return dx, grads
+
+
+def gate_states(cache, reverse):
+    """Per-step gates and states, (T, B, size) each, from a forward cache."""
+    _, gates, hs, cs = cache
+    H = cs.shape[2]
+    i = gates[..., :H]
+    if gates.shape[2] == 3 * H:
+        f, g, o = 1 - i, gates[..., H:2 * H], gates[..., 2 * H:]
+    else:
+        f, g, o = gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    return {"input_gate": i, "forget_gate": f, "cell_candidate": g, "output_gate": o,
+            "cell": new_states(cs, reverse), "hidden": new_states(hs, reverse)}

@@ -1,0 +1,113 @@
+"""Elman RNN on the CPU, with a tanh or ReLU nonlinearity.
+
+Notes
+-----
+As in ``torch.nn.RNN`` (Elman 1990, "Finding structure in time"):
+
+.. math:: h_t = \\phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}),
+          \\quad \\phi \\in \\{\\tanh, \\mathrm{ReLU}\\}
+"""
+
+import numpy as np
+from numba import njit
+
+from numlstm._config import JIT_OPTIONS
+from numlstm.cells.activations import tanh
+from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+
+
+@njit(**JIT_OPTIONS)
+def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off):
+    """Run the recurrence over every step, in place.
+
+    ``gates`` (T, B, H) holds the input projection plus both biases and is
+    overwritten with the new states. ``h`` (B, H) is the initial state on
+    entry and the final one on exit; ``hs`` (T + 1, B, H) stores every state
+    for backward, or is empty for inference.
+    """
+    T, B, H = gates.shape
+    zero = gates.dtype.type(0)
+    store = hs.shape[0] > 0
+    hh = np.empty((B, H), gates.dtype)
+    w_hh_t = w_hh.T
+    if store:
+        hs[T if reverse else 0] = h
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        np.dot(h, w_hh_t, hh)
+        for b in range(B):
+            o = out[t, b]
+            if t >= lengths[b]:
+                for j in range(H):
+                    o[off + j] = 0
+                continue
+            a = gates[t, b]
+            for j in range(H):
+                v = a[j] + hh[b, j]
+                hj = max(v, zero) if relu else tanh(v)
+                a[j] = hj
+                h[b, j] = hj
+                o[off + j] = hj
+        if store:
+            _, new = slots(t, reverse)
+            hs[new] = h
+
+
+@njit(**JIT_OPTIONS)
+def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates):
+    """Back-propagate through every step.
+
+    ``dh`` (B, H) holds the gradient of the final state on entry and of the
+    initial state on exit; ``dgates`` (T, B, H) receives the gradient of the
+    pre-activations (zero on finished rows).
+    """
+    T, B, H = gates.shape
+    one = gates.dtype.type(1)
+    zero = gates.dtype.type(0)
+    dh_prev = np.empty((B, H), gates.dtype)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        for b in range(B):
+            dg = dgates[t, b]
+            if t >= lengths[b]:
+                for j in range(H):
+                    dg[j] = 0
+                continue
+            a = gates[t, b]
+            for j in range(H):
+                dhj = dh[b, j] + grad_out[t, b, off + j]
+                if relu:
+                    dg[j] = dhj if a[j] > zero else zero
+                else:
+                    dg[j] = dhj * (one - a[j] * a[j])
+        np.dot(dgates[t], w_hh, dh_prev)
+        for b in range(B):
+            if t < lengths[b]:
+                dh[b] = dh_prev[b]
+
+
+def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
+    """Run one direction of one RNN layer; see :func:`numlstm.cells.lstm.forward`.
+
+    ``state`` is ``(h,)``; ``relu`` picks ReLU over tanh.
+    """
+    (h,) = state
+    T = x.shape[0]
+    gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
+    hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
+    _rnn_forward(gates, p["weight_hh"], relu, lengths, reverse, h, hs, out, off)
+    return (x, gates, hs) if store else None
+
+
+def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
+    """Gradients of one direction of one RNN layer; ``dstate`` is ``(dh,)``."""
+    x, gates, hs = cache
+    (dh,) = dstate
+    dgates = np.empty_like(gates)
+    _rnn_backward(gates, p["weight_hh"], relu, lengths, reverse, grad_out, off, dh, dgates)
+    return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
+
+
+def gate_states(cache, reverse):
+    """Per-step hidden states, (T, B, H), from a forward cache."""
+    return {"hidden": new_states(cache[2], reverse)}

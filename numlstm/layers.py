@@ -1,0 +1,613 @@
+"""Recurrent layers that compute exactly what ``torch.nn.LSTM``/``GRU``/``RNN`` compute.
+
+The layers work on NumPy arrays. They validate every argument before a kernel
+runs, stack layers and directions, apply dropout between layers, own the
+weights under PyTorch's names, and keep what ``backward`` needs.
+"""
+
+import math
+import threading
+from numbers import Integral, Real
+
+import numpy as np
+
+from numlstm._backend import DEVICES, get_backend
+from numlstm._config import SUPPORTED_DTYPES
+
+__all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled"]
+
+_grad_mode = threading.local()
+
+
+def is_grad_enabled():
+    """Whether layer calls currently keep what ``backward`` needs."""
+    return getattr(_grad_mode, "depth", 0) == 0
+
+
+class no_grad:
+    """Context manager for inference: forward passes inside store nothing for backward.
+
+    Examples
+    --------
+    >>> import numpy as np, numlstm
+    >>> lstm = numlstm.LSTM(3, 4, seed=0)
+    >>> with numlstm.no_grad():
+    ...     out, (h_n, c_n) = lstm(np.zeros((5, 2, 3), np.float32))
+    """
+
+    def __enter__(self):
+        _grad_mode.depth = getattr(_grad_mode, "depth", 0) + 1
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.depth -= 1
+        return False
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _as_float_array(name, value, dtype):
+    """``value`` as a fresh-or-shared float array of ``dtype``; TypeError if not numeric."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+class _RecurrentLayer:
+    """Stacked, optionally bidirectional recurrence shared by LSTM, GRU and RNN.
+
+    Subclasses set ``_cell_name`` (the kernel module), ``_state_arity`` (1 for
+    ``h``, 2 for ``(h, c)``) and ``_num_gates``.
+    """
+
+    _cell_name = None
+    _state_arity = 1
+    _num_gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype="float32", seed=None, device="cpu"):
+        self.input_size = _check_int("input_size", input_size, 1)
+        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
+        self.num_layers = _check_int("num_layers", num_layers, 1)
+        self.bias = _check_bool("bias", bias)
+        self.batch_first = _check_bool("batch_first", batch_first)
+        self.bidirectional = _check_bool("bidirectional", bidirectional)
+        if isinstance(dropout, bool) or not isinstance(dropout, Real) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.dtype = _check_dtype(dtype)
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        self.device = device
+        self._backend = get_backend(device)
+        if seed is not None and not isinstance(seed, (Integral, np.random.Generator)):
+            raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
+        self._rng = np.random.default_rng(seed)
+        self.training = True
+        self._cache = None
+        self.grads = {}
+
+    def _init_params(self):
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self.params = {name: self._rng.uniform(-k, k, size=shape).astype(self.dtype)
+                       for name, shape in self._param_shapes().items()}
+
+    # ---- shapes -------------------------------------------------------------------------
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """Size of ``h``: ``proj_size`` for a projected LSTM, else ``hidden_size``."""
+        return self.hidden_size
+
+    def _gate_rows(self):
+        return self._num_gates * self.hidden_size
+
+    def _state_sizes(self):
+        return (self.output_size, self.hidden_size)[: self._state_arity]
+
+    def _suffixes(self):
+        return [(layer, direction, f"_l{layer}" + ("_reverse" if direction else ""))
+                for layer in range(self.num_layers) for direction in range(self.num_directions)]
+
+    def _param_shapes(self):
+        G, P = self._gate_rows(), self.output_size
+        shapes = {}
+        for layer, _, sfx in self._suffixes():
+            in_size = self.input_size if layer == 0 else P * self.num_directions
+            shapes["weight_ih" + sfx] = (G, in_size)
+            shapes["weight_hh" + sfx] = (G, P)
+            if self.bias:
+                shapes["bias_ih" + sfx] = (G,)
+                shapes["bias_hh" + sfx] = (G,)
+            shapes.update(self._extra_param_shapes(sfx))
+        return shapes
+
+    def _extra_param_shapes(self, sfx):
+        return {}
+
+    def _direction_params(self, sfx):
+        """One direction's weights under the kernels' unsuffixed names."""
+        p = {"weight_ih": self.params["weight_ih" + sfx], "weight_hh": self.params["weight_hh" + sfx]}
+        for name in ("bias_ih", "bias_hh"):
+            p[name] = (self.params[name + sfx] if self.bias
+                       else np.zeros(self._gate_rows(), self.dtype))
+        return p
+
+    # ---- weights ------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Copies of the weights, under ``torch.nn`` names and in its order."""
+        return {name: value.copy() for name, value in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Load weights from any mapping of array-likes, e.g. a PyTorch ``state_dict``.
+
+        Every key must be known, present and of the right shape, and every
+        value finite; otherwise a ``ValueError`` names the problem and no weight
+        changes. Values are cast to this layer's dtype and copied in place.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        unknown = sorted(set(state_dict) - set(self.params))
+        missing = sorted(set(self.params) - set(state_dict))
+        if unknown or missing:
+            raise ValueError(f"load_state_dict: unknown keys {unknown}, missing keys {missing}")
+        loaded = {}
+        for name, target in self.params.items():
+            value = _as_float_array(f"state_dict[{name!r}]", np.asarray(state_dict[name]), self.dtype)
+            if value.shape != target.shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {target.shape}, "
+                                 f"got {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"state_dict[{name!r}] contains NaN or inf")
+            loaded[name] = value
+        for name, value in loaded.items():
+            self.params[name][...] = value
+
+    def train(self, mode=True):
+        """Training mode: dropout between layers is active. Returns self."""
+        self.training = _check_bool("mode", mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: no dropout. Returns self."""
+        return self.train(False)
+
+    # ---- input checks -------------------------------------------------------------------
+
+    def _check_x(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        if x.ndim not in (2, 3):
+            order = "(batch, seq_len, input_size)" if self.batch_first else "(seq_len, batch, input_size)"
+            raise ValueError(f"x must be 3-D {order} or 2-D (seq_len, input_size), "
+                             f"got shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x must have input_size={self.input_size} features on its last "
+                             f"axis, got shape {x.shape}")
+        batched = x.ndim == 3
+        if not batched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not np.isfinite(x).all():
+            raise ValueError("x contains NaN or inf")
+        return x, batched
+
+    def _check_lengths(self, lengths, T, B):
+        if lengths is None:
+            return np.full(B, T, np.int64)
+        arr = np.asarray(lengths)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+        arr = arr.reshape(-1) if arr.ndim == 0 else arr
+        if arr.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},), one per sequence, got {arr.shape}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise TypeError("lengths must hold whole numbers")
+        arr = arr.astype(np.int64)
+        if arr.min() < 1 or arr.max() > T:
+            raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), "
+                             f"got min {arr.min()} and max {arr.max()}")
+        return arr
+
+    def _check_state(self, name, value, B, size, batched):
+        """One initial state (``h0``/``c0``) or its gradient, as (L*D, B, size) copies."""
+        LD = self.num_layers * self.num_directions
+        expected = (LD, B, size) if batched else (LD, size)
+        arr = _as_float_array(name, value, self.dtype)
+        if arr.shape != expected:
+            raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return (arr if batched else arr[:, None, :]).copy()
+
+    def _check_states(self, name, value, names, B, batched):
+        """``hx``-like argument: None (zeros), an array, or an (h, c) pair for LSTM."""
+        LD = self.num_layers * self.num_directions
+        if value is None:
+            return tuple(np.zeros((LD, B, size), self.dtype) for size in self._state_sizes())
+        if self._state_arity == 2:
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError(f"{name} must be a tuple ({names[0]}, {names[1]}), "
+                                f"got {type(value).__name__}")
+            parts = value
+        else:
+            parts = (value,)
+        return tuple(self._check_state(f"{name}[{i}] ({n})" if self._state_arity == 2 else name,
+                                       part, B, size, batched)
+                     for i, (n, part, size) in enumerate(zip(names, parts, self._state_sizes())))
+
+    def _format_states(self, states, batched):
+        states = states if batched else tuple(s[:, 0, :] for s in states)
+        return states if self._state_arity == 2 else states[0]
+
+    def _format_sequence(self, seq, batched):
+        if not batched:
+            return seq[:, 0, :]
+        return np.ascontiguousarray(seq.transpose(1, 0, 2)) if self.batch_first else seq
+
+    # ---- forward and backward -----------------------------------------------------------
+
+    def _cell(self):
+        return getattr(self._backend, self._cell_name)
+
+    def _cell_options(self):
+        return {}
+
+    def _run(self, x, states, lengths, store, use_dropout):
+        """Every layer and direction; returns output, final states and per-layer caches."""
+        cell, options = self._cell(), self._cell_options()
+        T, B, _ = x.shape
+        D, P = self.num_directions, self.output_size
+        final = tuple(s.copy() for s in states)
+        caches, masks = [], []
+        inp = x
+        for layer in range(self.num_layers):
+            out = np.empty((T, B, D * P), self.dtype)
+            layer_caches = []
+            for direction in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                idx = layer * D + direction
+                state = tuple(s[idx] for s in final)
+                layer_caches.append(cell.forward(self._direction_params(sfx), inp, state, lengths,
+                                                 bool(direction), out, direction * P, store,
+                                                 **options))
+            caches.append(layer_caches)
+            mask = None
+            if use_dropout and self.dropout > 0 and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = (self._rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                out = out * mask
+            masks.append(mask)
+            inp = out
+        return inp, final, caches, masks
+
+    def __call__(self, x, hx=None, lengths=None):
+        """Run the layer.
+
+        Parameters
+        ----------
+        x : array_like
+            (seq_len, batch, input_size), or (batch, seq_len, input_size) when
+            ``batch_first``, or unbatched (seq_len, input_size).
+        hx : array_like or tuple, optional
+            Initial state, zeros by default: ``h0`` of shape
+            (num_layers * num_directions, batch, H_out), and for LSTM a tuple
+            ``(h0, c0)`` with ``c0`` of shape (..., hidden_size).
+        lengths : array_like of int, optional
+            Valid length of each sequence, in [1, seq_len], with PyTorch's
+            packed-sequence semantics.
+
+        Returns
+        -------
+        out : ndarray
+            (seq_len, batch, num_directions * H_out), in ``x``'s layout; zero
+            past each sequence's length.
+        h_n or (h_n, c_n) : ndarray or tuple
+            Final states from each sequence's last valid step.
+        """
+        x, batched = self._check_x(x)
+        T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B)
+        states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
+        store = is_grad_enabled()
+        out, final, caches, masks = self._run(x, states, lengths, store, self.training)
+        self._cache = dict(caches=caches, masks=masks, lengths=lengths, shape=(T, B),
+                           batched=batched) if store else None
+        return self._format_sequence(out, batched), self._format_states(final, batched)
+
+    def backward(self, grad_out, grad_hx_n=None):
+        """Back-propagate through the last forward pass.
+
+        Parameters
+        ----------
+        grad_out : array_like
+            Gradient of the loss with respect to ``out``, same shape as ``out``.
+        grad_hx_n : array_like or tuple, optional
+            Gradient with respect to ``h_n`` (a tuple for ``(h_n, c_n)`` for
+            LSTM); zeros by default.
+
+        Returns
+        -------
+        grad_x : ndarray
+            Gradient with respect to ``x``, in ``x``'s layout.
+        grad_hx : ndarray or tuple
+            Gradient with respect to the initial state (a tuple for LSTM).
+
+        Notes
+        -----
+        Parameter gradients land in ``self.grads``, keyed like
+        :meth:`state_dict`; each call replaces them.
+        """
+        if self._cache is None:
+            raise ValueError("backward() needs a forward pass first, run outside no_grad()")
+        cache = self._cache
+        T, B = cache["shape"]
+        batched = cache["batched"]
+        D, P = self.num_directions, self.output_size
+        expected = (T, B, D * P)
+        if batched and self.batch_first:
+            expected = (B, T, D * P)
+        elif not batched:
+            expected = (T, D * P)
+        g = _as_float_array("grad_out", grad_out, self.dtype)
+        if g.shape != expected:
+            raise ValueError(f"grad_out must have the shape of out, {expected}, got {g.shape}")
+        if not batched:
+            g = g[:, None, :]
+        elif self.batch_first:
+            g = g.transpose(1, 0, 2)
+        g = np.ascontiguousarray(g)
+        dstates = self._check_states("grad_hx_n", grad_hx_n, ("grad_h_n", "grad_c_n"), B, batched)
+        cell, options = self._cell(), self._cell_options()
+        grads = {}
+        for layer in reversed(range(self.num_layers)):
+            dinp = None
+            for direction in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                idx = layer * D + direction
+                dstate = tuple(s[idx] for s in dstates)
+                dx, dgrads = cell.backward(self._direction_params(sfx),
+                                           cache["caches"][layer][direction], cache["lengths"],
+                                           bool(direction), g, direction * P, dstate, **options)
+                dinp = dx if dinp is None else dinp + dx
+                for name, value in dgrads.items():
+                    if name + sfx in self.params:
+                        grads[name + sfx] = value
+            if layer > 0:
+                mask = cache["masks"][layer - 1]
+                g = np.ascontiguousarray(dinp * mask if mask is not None else dinp)
+        self.grads = {name: grads[name] for name in self.params}
+        return self._format_sequence(dinp, batched), self._format_states(dstates, batched)
+
+    def gate_states(self, x, hx=None, lengths=None):
+        """Per-step gate activations and states, for inspection.
+
+        Runs a forward pass without dropout that leaves ``backward``'s cache
+        untouched.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Each of shape (num_layers, num_directions, seq_len, batch, size),
+            time-major whatever ``batch_first`` is, NaN past each sequence's
+            length. The keys are the cell's (see its kernel module's
+            ``gate_states``).
+        """
+        x, batched = self._check_x(x)
+        T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B)
+        states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
+        _, _, caches, _ = self._run(x, states, lengths, True, False)
+        cell = self._cell()
+        per_layer = [[cell.gate_states(caches[layer][direction], bool(direction))
+                      for direction in range(self.num_directions)]
+                     for layer in range(self.num_layers)]
+        padded = np.arange(T)[:, None] >= lengths[None, :]
+        result = {}
+        for key in per_layer[0][0]:
+            arr = np.array([[states[key] for states in layer] for layer in per_layer], self.dtype)
+            arr[:, :, padded] = np.nan
+            result[key] = arr
+        return result
+
+    def __repr__(self):
+        args = [f"{self.input_size}", f"{self.hidden_size}"]
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
+                              ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, name) != default:
+                args.append(f"{name}={getattr(self, name)!r}")
+        args.append(f"dtype={self.dtype.name!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+
+class LSTM(_RecurrentLayer):
+    """Long short-term memory layer, computing what ``torch.nn.LSTM`` computes.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int, default 1
+    bias : bool, default True
+    batch_first : bool, default False
+    dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool, default False
+    proj_size : int, default 0
+        If positive, ``h = W_hr (o * tanh(c))`` has this size (< hidden_size).
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, numpy Generator or None
+        Seeds the weight initialisation and dropout.
+    device : {"cpu", "cuda"}, default "cpu"
+    peephole : bool, default False
+        Gers & Schmidhuber (2000) peepholes, ``weight_peephole_l{k}`` (3, H):
+        rows (i, f, o); i and f see c_{t-1}, o sees c_t.
+    coupled : bool, default False
+        Coupled input-forget gate, f = 1 - i (Greff et al. 2017). The gate
+        rows are (i, g, o); peepholes then have rows (i, o).
+    forget_bias : float, default 0.0
+        Added to the forget-gate rows of ``bias_ih`` at initialisation
+        (Jozefowicz et al. 2015 suggest 1.0). For a coupled cell it is
+        subtracted from the input-gate rows, which has the same effect on f.
+
+    Notes
+    -----
+    The equations, with gate rows ordered (i, f, g, o) as in PyTorch, are in
+    :mod:`numlstm.cells.lstm`. Weights are initialised from
+    U(-1/sqrt(H), 1/sqrt(H)) as in PyTorch.
+    """
+
+    _cell_name = "lstm"
+    _state_arity = 2
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype="float32", seed=None,
+                 device="cpu", peephole=False, coupled=False, forget_bias=0.0):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, device=device)
+        self.proj_size = _check_int("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size={self.hidden_size}, "
+                             f"got {self.proj_size}")
+        self.peephole = _check_bool("peephole", peephole)
+        self.coupled = _check_bool("coupled", coupled)
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, Real) \
+                or not math.isfinite(forget_bias):
+            raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
+        if forget_bias != 0 and not self.bias:
+            raise ValueError("forget_bias needs bias=True")
+        self.forget_bias = float(forget_bias)
+        self._num_gates = 3 if self.coupled else 4
+        self._init_params()
+        H = self.hidden_size
+        for _, _, sfx in self._suffixes():
+            if self.forget_bias and self.coupled:
+                self.params["bias_ih" + sfx][:H] -= self.forget_bias
+            elif self.forget_bias:
+                self.params["bias_ih" + sfx][H:2 * H] += self.forget_bias
+
+    @property
+    def output_size(self):
+        return self.proj_size or self.hidden_size
+
+    def _extra_param_shapes(self, sfx):
+        shapes = {}
+        if self.proj_size:
+            shapes["weight_hr" + sfx] = (self.proj_size, self.hidden_size)
+        if self.peephole:
+            shapes["weight_peephole" + sfx] = (2 if self.coupled else 3, self.hidden_size)
+        return shapes
+
+    def _direction_params(self, sfx):
+        p = super()._direction_params(sfx)
+        empty = np.zeros((0, self.hidden_size), self.dtype)
+        p["weight_hr"] = self.params.get("weight_hr" + sfx, empty)
+        p["weight_peephole"] = self.params.get("weight_peephole" + sfx, empty)
+        return p
+
+    def __repr__(self):
+        extra = [f"{name}={getattr(self, name)!r}" for name, default in
+                 (("proj_size", 0), ("peephole", False), ("coupled", False), ("forget_bias", 0.0))
+                 if getattr(self, name) != default]
+        base = super().__repr__()
+        return base[:-1] + "".join(", " + e for e in extra) + ")"
+
+
+class GRU(_RecurrentLayer):
+    """Gated recurrent unit layer, computing what ``torch.nn.GRU`` computes.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int, default 1
+    bias : bool, default True
+    batch_first : bool, default False
+    dropout : float, default 0.0
+    bidirectional : bool, default False
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, numpy Generator or None
+    device : {"cpu", "cuda"}, default "cpu"
+
+    Notes
+    -----
+    Gate rows are ordered (r, z, n) as in PyTorch; the equations are in
+    :mod:`numlstm.cells.gru`.
+    """
+
+    _cell_name = "gru"
+    _num_gates = 3
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype="float32", seed=None, device="cpu"):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, device=device)
+        self._init_params()
+
+
+class RNN(_RecurrentLayer):
+    """Elman RNN layer, computing what ``torch.nn.RNN`` computes.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int, default 1
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+    bias : bool, default True
+    batch_first : bool, default False
+    dropout : float, default 0.0
+    bidirectional : bool, default False
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, numpy Generator or None
+    device : {"cpu", "cuda"}, default "cpu"
+
+    Notes
+    -----
+    The equation is in :mod:`numlstm.cells.rnn`.
+    """
+
+    _cell_name = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
+                 seed=None, device="cpu"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, device=device)
+        self._init_params()
+
+    def _cell_options(self):
+        return {"relu": self.nonlinearity == "relu"}
