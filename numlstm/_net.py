@@ -1,0 +1,152 @@
+"""The model inside the estimators: a recurrent layer with a dense head.
+
+The head reads one feature vector per target row: for sequence-to-one tasks the
+output at each sequence's last valid step (forward direction) and at step 0
+(reverse direction); for per-step tasks the output at every valid step.
+"""
+
+import math
+
+import numpy as np
+
+from numlstm.layers import GRU, LSTM, RNN, no_grad
+
+__all__ = ["SequenceNet"]
+
+_LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+_LSTM_ONLY = ("peephole", "coupled", "forget_bias")
+
+
+class SequenceNet:
+    """A recurrent layer (batch-first) followed by a dense layer.
+
+    Parameters
+    ----------
+    config : dict
+        ``cell`` ("lstm", "gru" or "rnn"), ``input_size``, ``hidden_size``,
+        ``num_layers``, ``bidirectional``, ``dropout``, ``dtype``, ``device``,
+        ``seed`` (int), ``n_outputs``, ``per_step`` (bool) and, for LSTM,
+        ``peephole``, ``coupled`` and ``forget_bias``. It must be JSON-able:
+        :mod:`numlstm.io` stores it.
+
+    Notes
+    -----
+    The layer's own generator, seeded by ``config["seed"]``, draws its weights
+    and its dropout masks; the head is drawn like ``torch.nn.Linear``,
+    U(-1/sqrt(width), 1/sqrt(width)), from a generator seeded by ``seed + 1``.
+    The head weight has PyTorch's layout ``(n_outputs, width)``.
+
+    Pickling keeps only ``config`` and the weights, so a pickled net and one
+    rebuilt by :mod:`numlstm.io` are the same thing; an unpickled net draws
+    dropout masks from a fresh generator.
+    """
+
+    def __init__(self, config):
+        self.config = dict(config)
+        cfg = self.config
+        kwargs = {k: cfg[k] for k in _LSTM_ONLY} if cfg["cell"] == "lstm" else {}
+        self.layer = _LAYERS[cfg["cell"]](
+            cfg["input_size"],
+            cfg["hidden_size"],
+            num_layers=cfg["num_layers"],
+            batch_first=True,
+            dropout=cfg["dropout"],
+            bidirectional=cfg["bidirectional"],
+            dtype=cfg["dtype"],
+            seed=cfg["seed"],
+            device=cfg["device"],
+            **kwargs,
+        ).eval()
+        width = self.layer.hidden_size * self.layer.num_directions
+        bound = 1 / math.sqrt(width)
+        rng = np.random.default_rng(cfg["seed"] + 1)
+        self.weight = rng.uniform(-bound, bound, (cfg["n_outputs"], width)).astype(cfg["dtype"])
+        self.bias = rng.uniform(-bound, bound, cfg["n_outputs"]).astype(cfg["dtype"])
+
+    @property
+    def per_step(self):
+        return self.config["per_step"]
+
+    def parameters(self):
+        """The live parameter arrays: the layer's, then the head's weight and bias."""
+        return [*self.layer.params.values(), self.weight, self.bias]
+
+    def state_dict(self):
+        """Copies of all weights: the layer's under torch names, then ``head.weight``, ``head.bias``."""
+        return {**self.layer.state_dict(), "head.weight": self.weight.copy(), "head.bias": self.bias.copy()}
+
+    def load_state_dict(self, state_dict):
+        """Load weights from a mapping like :meth:`state_dict`; ValueError if any is missing or wrong."""
+        state_dict = dict(state_dict)
+        head = {}
+        for name, target in (("head.weight", self.weight), ("head.bias", self.bias)):
+            value = np.asarray(state_dict.pop(name, None))
+            if value.shape != target.shape or value.dtype.kind not in "fiu" or not np.isfinite(value).all():
+                raise ValueError(f"{name} must be a finite array of shape {target.shape}")
+            head[name] = value
+        self.layer.load_state_dict(state_dict)
+        np.copyto(self.weight, head["head.weight"])
+        np.copyto(self.bias, head["head.bias"])
+
+    def _rows(self, out, lengths):
+        """The head's input rows, and how to scatter their gradient back into ``out``."""
+        hidden = self.layer.hidden_size
+        if self.per_step:
+            mask = np.arange(out.shape[1]) < lengths[:, None]
+            return out[mask], mask
+        last = (np.arange(len(lengths)), lengths - 1)
+        parts = [out[last][:, :hidden]]
+        if self.layer.bidirectional:
+            parts.append(out[:, 0, hidden:])
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0], last
+
+    def forward(self, x, lengths):
+        """Head outputs for a batch.
+
+        Parameters
+        ----------
+        x : ndarray of shape (batch, n_timesteps, input_size)
+        lengths : ndarray of shape (batch,), int
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_rows, n_outputs)
+            One row per sequence, or per valid step (sample-major) when per-step.
+        cache : tuple
+            What :meth:`backward` needs (None-free only outside ``no_grad``).
+        """
+        out, _ = self.layer(x, lengths=lengths)
+        rows, where = self._rows(out, lengths)
+        return rows @ self.weight.T + self.bias, (out.shape, rows, where)
+
+    def predict(self, x, lengths, chunk_size=1024):
+        """:meth:`forward` without dropout or gradient storage, in chunks of samples."""
+        with no_grad():
+            parts = [self.forward(x[i : i + chunk_size], lengths[i : i + chunk_size])[0] for i in range(0, len(x), chunk_size)]
+        return np.concatenate(parts)
+
+    def backward(self, grad_outputs, cache):
+        """Gradients of all parameters, in :meth:`parameters` order, from the outputs' gradient."""
+        shape, rows, where = cache
+        grad_rows = grad_outputs @ self.weight
+        grad_out = np.zeros(shape, self.weight.dtype)
+        hidden = self.layer.hidden_size
+        if self.per_step:
+            grad_out[where] = grad_rows
+        else:
+            grad_out[where[0], where[1], :hidden] = grad_rows[:, :hidden]
+            if self.layer.bidirectional:
+                grad_out[:, 0, hidden:] = grad_rows[:, hidden:]
+        self.layer.backward(grad_out)
+        return [*self.layer.grads.values(), grad_outputs.T @ rows, grad_outputs.sum(axis=0)]
+
+    def gate_states(self, x, lengths):
+        """The layer's per-step gates and states, each (num_layers, num_directions, T, batch, size)."""
+        return self.layer.gate_states(x, lengths=lengths)
+
+    def __getstate__(self):
+        return {"config": self.config, "weights": self.state_dict()}
+
+    def __setstate__(self, state):
+        self.__init__(state["config"])
+        self.load_state_dict(state["weights"])
