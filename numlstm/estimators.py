@@ -1,0 +1,910 @@
+"""scikit-learn estimators over sequences: :class:`LSTMRegressor` and :class:`LSTMClassifier`.
+
+Both read X as sequences (see :mod:`numlstm.data`): a 3-D array
+``(sample, time, feature)``, a 2-D array of univariate sequences
+``(sample, time)``, or an :class:`xarray.DataArray` with named dims. Trailing
+NaN marks the end of a shorter sequence. A target per sequence gives a
+sequence-to-one model; a target per step (y with a time dim) gives a
+sequence-to-sequence model. A DataArray in gives a DataArray out.
+"""
+
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from numlstm import io
+from numlstm._net import SequenceNet
+from numlstm.data import (
+    DEFAULT_DIMS,
+    FLOAT_DTYPES,
+    Standardizer,
+    check_sequences,
+    check_targets,
+    to_output,
+)
+from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
+from numlstm.optim import SGD, Adam, clip_grad_norm
+
+__all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
+
+# Hyper-parameters that shape the network: warm starts need them unchanged.
+_ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout", "peephole", "coupled")
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    cell : {"lstm", "gru", "rnn"}, default="lstm"
+        Recurrent cell.
+    hidden_size : int, default=32
+        Units per layer and direction.
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Also run each layer backwards in time. Sequence-to-one models then read
+        the forward direction at each sequence's last valid step and the
+        reverse direction at its first step.
+    peephole : bool, default=False
+        LSTM only: peephole connections (Gers & Schmidhuber 2000).
+    coupled : bool, default=False
+        LSTM only: coupled input and forget gates, f = 1 - i (Greff et al. 2017).
+    forget_bias : float, default=1.0
+        LSTM only, ignored by the other cells: added to the forget-gate bias
+        at initialization (Jozefowicz et al. 2015).
+    dropout : float, default=0.0
+        Dropout on the outputs of every recurrent layer but the last, during
+        training.
+    batch_size : int, default=32
+        Sequences per mini-batch (fewer in the last batch of an epoch).
+    max_iter : int, default=100
+        Maximum number of epochs per call to ``fit``.
+    optimizer : {"adam", "sgd"}, default="adam"
+        :class:`numlstm.optim.Adam` or :class:`numlstm.optim.SGD`.
+    learning_rate : float, default=1e-3
+        Step size.
+    momentum : float, default=0.9
+        SGD momentum.
+    nesterov : bool, default=False
+        Nesterov momentum (SGD with ``momentum > 0`` only).
+    weight_decay : float, default=0.0
+        L2 penalty: ``weight_decay * w`` is added to the gradient of every
+        weight and bias, as ``torch.optim`` does.
+    clip_norm : float or None, default=5.0
+        Rescale the gradients of each mini-batch so that their global L2 norm
+        is at most this; None turns clipping off.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the sequences (stratified by class
+        for sequence classification), stop when the validation score has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the
+        weights of the best epoch. Not used by ``partial_fit``.
+    validation_fraction : float, default=0.1
+        Share of the sequences held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping: of the validation score
+        with ``early_stopping``, else of the training loss.
+    tol : float, default=1e-4
+        Smallest improvement that counts.
+    standardize : bool, default=True
+        Standardize each input feature%(target_note)s with a mean and scale
+        learned in ``fit`` (over valid steps only) and applied in ``predict``.
+    dims : tuple of str, default=("sample", "time", "feature")
+        Names of the sample, time and feature dims of DataArray inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the shuffling, dropout and the validation split.
+        An int gives bit-identical results from run to run.
+    verbose : bool or int, default=False
+        Show a tqdm progress bar over epochs (needs the ``tqdm`` package).
+    warm_start : bool, default=False
+        Let ``fit`` continue from the current weights and scaling instead of
+        starting afresh (the architecture must not change).
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the recurrent kernels run.
+    checkpoint_path : str, path-like or None, default=None
+        If set, the model is saved there (see :meth:`save`) after every epoch
+        that improves the monitored score or loss.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Features per time step (1 for 2-D X).
+    feature_names_in_ : ndarray of str
+        Feature coords of a DataArray X, when it had string ones.
+    loss_curve_ : list of float
+        Mean training loss of each epoch%(loss_note)s.
+    validation_scores_ : list of float or None
+        Score (%(score_name)s) on the held-out sequences after each epoch, with
+        ``early_stopping``; None otherwise.
+    best_loss_ : float
+        Lowest value in ``loss_curve_``.
+    best_validation_score_ : float or None
+        Highest value in ``validation_scores_``; None without ``early_stopping``.
+    n_iter_ : int
+        Epochs run, summed over ``partial_fit`` calls and warm starts.
+"""
+
+
+class _SequenceEstimator(BaseEstimator):
+    """Training loop, prediction plumbing, inspection and saving shared by both estimators.
+
+    Subclasses provide the task: ``_numeric_targets``, ``_multi_output``,
+    ``_encode_targets``, ``_loss``, ``_score_rows`` and ``_SAVED``.
+    """
+
+    _parameter_constraints: dict = {
+        "cell": [StrOptions({"lstm", "gru", "rnn"})],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "num_layers": [Interval(Integral, 1, None, closed="left")],
+        "bidirectional": ["boolean"],
+        "peephole": ["boolean"],
+        "coupled": ["boolean"],
+        "forget_bias": [Interval(Real, None, None, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"adam", "sgd"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterov": ["boolean"],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "standardize": ["boolean"],
+        "dims": [tuple],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "device": [StrOptions({"cpu", "cuda"})],
+        "checkpoint_path": [str, os.PathLike, None],
+    }
+
+    # Fitted attributes that save() writes and load() restores.
+    _SAVED = (
+        "n_features_in_",
+        "feature_names_in_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_loss_",
+        "best_validation_score_",
+        "n_iter_",
+        "_net",
+        "_x_scaler",
+        "_output_dim",
+        "_output_coord",
+    )
+
+    def __init__(
+        self,
+        *,
+        cell="lstm",
+        hidden_size=32,
+        num_layers=1,
+        bidirectional=False,
+        peephole=False,
+        coupled=False,
+        forget_bias=1.0,
+        dropout=0.0,
+        batch_size=32,
+        max_iter=100,
+        optimizer="adam",
+        learning_rate=1e-3,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=0.0,
+        clip_norm=5.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        standardize=True,
+        dims=DEFAULT_DIMS,
+        random_state=None,
+        verbose=False,
+        warm_start=False,
+        device="cpu",
+        checkpoint_path=None,
+    ):
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.peephole = peephole
+        self.coupled = coupled
+        self.forget_bias = forget_bias
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.clip_norm = clip_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.standardize = standardize
+        self.dims = dims
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+    # ---- validation ---------------------------------------------------------------------
+
+    def _check_params(self):
+        self._validate_params()
+        if self.cell != "lstm" and (self.peephole or self.coupled):
+            raise ValueError(f"peephole and coupled are LSTM variants; they need cell='lstm', not {self.cell!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
+
+    def _check_X(self, X, *, reset):
+        """Validate X; on ``reset`` record its feature count and names, else check them."""
+        dtype = FLOAT_DTYPES if reset else self._net.config["dtype"]
+        seqs = check_sequences(X, dims=self.dims, dtype=dtype)
+        n_features = seqs.values.shape[2]
+        names = seqs.coords.get(self.dims[2])
+        names = names if names is not None and names.dtype.kind in "UO" else None
+        if reset:
+            self.n_features_in_ = n_features
+            if names is not None:
+                self.feature_names_in_ = names.astype(object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return seqs
+        if n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
+            raise ValueError(f"X has features {list(names)}, but {type(self).__name__} was fitted on {list(fitted_names)}")
+        return seqs
+
+    def _check_targets(self, y, seqs, *, reset):
+        targets = check_targets(y, seqs, dims=self.dims, numeric=self._numeric_targets, multi_output=self._multi_output)
+        if reset:
+            self._output_dim, self._output_coord = targets.output_dim, targets.output_coord
+        elif targets.per_step != self._net.per_step:
+            fitted = "per-step targets (y with a time dim)" if self._net.per_step else "one target per sequence"
+            raise ValueError(f"{type(self).__name__} was fitted with {fitted}; y must have the same form")
+        return targets
+
+    # ---- model --------------------------------------------------------------------------
+
+    def _scaled(self, seqs):
+        return seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
+
+    def _build(self, seqs, n_outputs, per_step):
+        """Fresh random state, input scaling and network for a new fit."""
+        self._rng = check_random_state(self.random_state)
+        self._x_scaler = Standardizer.fit(seqs.values[seqs.mask]) if self.standardize else None
+        config = {name: getattr(self, name) for name in ("cell", "hidden_size", "num_layers", "bidirectional", "device")}
+        config.update(
+            input_size=seqs.values.shape[2],
+            dropout=float(self.dropout),
+            dtype=seqs.values.dtype.name,
+            seed=int(self._rng.randint(np.iinfo(np.int32).max - 1)),
+            n_outputs=n_outputs,
+            per_step=per_step,
+        )
+        if self.cell == "lstm":
+            config.update(peephole=self.peephole, coupled=self.coupled, forget_bias=float(self.forget_bias))
+        self._net = SequenceNet(config)
+        self.loss_curve_ = []
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_loss_ = np.inf
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.n_iter_ = 0
+
+    def _check_architecture(self):
+        config = self._net.config
+        changed = [name for name in _ARCHITECTURE if name in config and config[name] != getattr(self, name)]
+        if changed:
+            raise ValueError(
+                f"cannot continue training after changing {changed}; set warm_start=False to start afresh"
+            )
+
+    def _make_optimizer(self):
+        params = self._net.parameters()
+        if self.optimizer == "adam":
+            return Adam(params, self.learning_rate, weight_decay=self.weight_decay)
+        return SGD(params, self.learning_rate, self.momentum, self.nesterov, self.weight_decay)
+
+    # ---- training -----------------------------------------------------------------------
+
+    def _fit(self, X, y, *, partial, classes=None):
+        self._check_params()
+        continuing = hasattr(self, "_net") and (partial or self.warm_start)
+        seqs = self._check_X(X, reset=not continuing)
+        targets = self._check_targets(y, seqs, reset=not continuing)
+        encoded = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
+        if continuing:
+            self._check_architecture()
+        else:
+            self._build(seqs, self._n_outputs(), targets.per_step)
+        if not partial or not hasattr(self, "_optimizer"):
+            self._optimizer = self._make_optimizer()
+        x, lengths = self._scaled(seqs), seqs.lengths
+        train, val = np.arange(len(lengths)), None
+        if self.early_stopping and not partial:
+            stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
+            train, val = train_test_split(train, test_size=self.validation_fraction, random_state=self._rng, stratify=stratify)
+        self._train(x, lengths, encoded, targets.values, train, val, partial=partial)
+        return self
+
+    def _train(self, x, lengths, encoded, raw, train, val, *, partial):
+        """One epoch (``partial``) or up to ``max_iter`` with stopping rules and Ctrl-C handling.
+
+        ``raw`` holds the targets as given (for validation scores), ``encoded``
+        as trained on; ``train`` and ``val`` index the sequences.
+        """
+        n_epochs = 1 if partial else self.max_iter
+        best_weights, no_improvement = None, 0
+        bar = _progress_bar(self.verbose, n_epochs, type(self).__name__)
+        converged = interrupted = False
+        try:
+            for _ in range(n_epochs):
+                loss = self._run_epoch(x, lengths, encoded, train)
+                self.n_iter_ += 1
+                self.loss_curve_.append(loss)
+                improved_loss = loss < self.best_loss_ - self.tol
+                self.best_loss_ = min(self.best_loss_, loss)
+                postfix = {"loss": f"{loss:.4g}"}
+                if val is None:
+                    improved = improved_loss
+                else:
+                    score = self._score_rows(
+                        self._net.predict(x[val], lengths[val]), _rows(raw, val, lengths[val], self._net.per_step)
+                    )
+                    self.validation_scores_.append(score)
+                    improved = score > self.best_validation_score_ + self.tol
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_weights = [p.copy() for p in self._net.parameters()]
+                    postfix["val_score"] = f"{score:.4g}"
+                no_improvement = 0 if improved else no_improvement + 1
+                if improved and self.checkpoint_path is not None:
+                    self.save(self.checkpoint_path)
+                if bar is not None:
+                    bar.set_postfix(postfix)
+                    bar.update()
+                if no_improvement >= self.n_iter_no_change and not partial:
+                    converged = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn(
+                f"{type(self).__name__}: training interrupted after {self.n_iter_} epochs; "
+                + ("the best validation weights are kept" if val is not None else "the latest weights are kept"),
+                UserWarning,
+                stacklevel=4,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        if best_weights is not None:
+            for param, best in zip(self._net.parameters(), best_weights):
+                np.copyto(param, best)
+        if not (partial or converged or interrupted):
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({n_epochs}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _run_epoch(self, x, lengths, encoded, indices):
+        """One pass over ``indices`` in seeded random order; returns the mean loss per target row."""
+        order = self._rng.permutation(indices)
+        net, total, count = self._net, 0.0, 0
+        net.layer.train()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                batch_lengths = lengths[batch]
+                outputs, cache = net.forward(x[batch, : batch_lengths.max()], batch_lengths)
+                loss, grad = self._loss(outputs, _rows(encoded, batch, batch_lengths, net.per_step))
+                if not np.isfinite(loss):
+                    raise ValueError(
+                        f"training diverged (loss {loss}) in epoch {self.n_iter_ + 1}; "
+                        "lower learning_rate or clip_norm"
+                    )
+                grads = net.backward(grad, cache)
+                clip_grad_norm(grads, self.clip_norm)
+                self._optimizer.update_params(net.parameters(), grads)
+                total += loss * len(outputs)
+                count += len(outputs)
+        finally:
+            net.layer.eval()
+        return total / count
+
+    # ---- prediction ---------------------------------------------------------------------
+
+    def _forward(self, X):
+        """Validated X and the network's outputs: one row per sequence, or per valid step."""
+        check_is_fitted(self)
+        seqs = self._check_X(X, reset=False)
+        return seqs, self._net.predict(self._scaled(seqs), seqs.lengths)
+
+    def _output(self, rows, seqs, output_dim, output_coord=None):
+        """Rows back into the shape and type of the input (per-step rows padded with NaN)."""
+        if self._net.per_step:
+            mask = seqs.mask
+            dtype = rows.dtype
+            if not mask.all() and dtype.kind not in "fc":
+                dtype = np.float64 if dtype.kind in "iu" else object
+            full = np.full(mask.shape + rows.shape[1:], np.nan, dtype)
+            full[mask] = rows
+            rows = full
+        return to_output(rows, seqs, per_step=self._net.per_step, output_dim=output_dim, output_coord=output_coord)
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination (regressor) or accuracy (classifier) over all targets.
+
+        Per-step targets count once per valid step; ``sample_weight`` (one
+        per sequence) then applies to each step of its sequence.
+
+        Parameters
+        ----------
+        X : array-like or xarray.DataArray
+            Sequences, as in :meth:`fit`.
+        y : array-like or xarray.DataArray
+            True targets, of the form used in :meth:`fit`.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+        """
+        seqs, outputs = self._forward(X)
+        targets = self._check_targets(y, seqs, reset=False)
+        n = len(seqs.lengths)
+        if sample_weight is not None and self._net.per_step:
+            sample_weight = np.repeat(np.asarray(sample_weight), seqs.lengths)
+        return self._score_rows(outputs, _rows(targets.values, np.arange(n), seqs.lengths, self._net.per_step), sample_weight)
+
+    def inspect(self, X):
+        """Per-step gate activations and states of the fitted network.
+
+        Parameters
+        ----------
+        X : array-like or xarray.DataArray
+            Sequences, as in :meth:`predict` (standardized the same way).
+
+        Returns
+        -------
+        xarray.Dataset
+            One variable per gate or state: for LSTM ``input_gate``,
+            ``forget_gate``, ``cell_candidate``, ``output_gate``, ``cell`` and
+            ``hidden``; for GRU ``reset_gate``, ``update_gate``, ``candidate``
+            and ``hidden``; for RNN ``hidden``. Each has dims (sample, time,
+            ``layer``, ``direction``, ``unit``), the sample and time coords of a
+            DataArray X, and NaN at padded steps.
+        """
+        check_is_fitted(self)
+        seqs = self._check_X(X, reset=False)
+        states = self._net.gate_states(self._scaled(seqs), seqs.lengths)
+        layer = self._net.layer
+        sample, time, _ = self.dims
+        out_dims = (sample, time, "layer", "direction", "unit")
+        coords = {d: c for d, c in seqs.coords.items() if d in out_dims}
+        coords.update(
+            layer=np.arange(layer.num_layers),
+            direction=["forward", "reverse"][: layer.num_directions],
+            unit=np.arange(layer.hidden_size),
+        )
+        data = {name: (out_dims, value.transpose(3, 2, 0, 1, 4)) for name, value in states.items()}
+        return xr.Dataset(data, coords=coords, attrs={"cell": self._net.config["cell"]})
+
+    # ---- saving -------------------------------------------------------------------------
+
+    def save(self, path):
+        """Save the fitted estimator to ``path`` in numlstm's safe format (no pickle).
+
+        The file is a ``.npz`` archive of arrays with JSON metadata; read it
+        back with :func:`numlstm.load`. Optimizer state is not saved: a loaded
+        model predicts bit-identically, and ``partial_fit`` on it starts a fresh
+        optimizer. A ``random_state`` that is not an int is saved as None.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Written as given (no extension is added).
+        """
+        check_is_fitted(self)
+        params = self.get_params()
+        params["dims"] = list(self.dims)
+        params["random_state"] = int(self.random_state) if isinstance(self.random_state, Integral) else None
+        params["checkpoint_path"] = None if self.checkpoint_path is None else os.fspath(self.checkpoint_path)
+        attrs, arrays = {}, {}
+        for name in self._SAVED:
+            if not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, SequenceNet):
+                attrs[name] = {"kind": "net", "config": value.config}
+                arrays.update({f"{name}/{k}": v for k, v in value.state_dict().items()})
+            elif isinstance(value, Standardizer):
+                attrs[name] = {"kind": "standardizer"}
+                arrays[f"{name}/mean"], arrays[f"{name}/scale"] = value.mean, value.scale
+            elif isinstance(value, np.ndarray):
+                attrs[name] = {"kind": "array", "object": value.dtype == object}
+                arrays[name] = value
+            else:
+                attrs[name] = {"kind": "json", "value": _jsonable(value)}
+        io.write_model(path, {"estimator": type(self).__name__, "params": params, "attributes": attrs}, arrays)
+
+    @classmethod
+    def _from_saved(cls, metadata, arrays):
+        """Rebuild a fitted estimator from :func:`numlstm.io.read_model` output."""
+        params = dict(metadata["params"])
+        params["dims"] = tuple(params["dims"])
+        est = cls(**params)
+        est._check_params()
+        for name, spec in metadata["attributes"].items():
+            if name not in cls._SAVED:
+                raise ValueError(f"unexpected attribute {name!r}")
+            kind = spec["kind"]
+            if kind == "net":
+                value = SequenceNet(_checked_net_config(spec["config"]))
+                prefix = f"{name}/"
+                value.load_state_dict({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+            elif kind == "standardizer":
+                value = Standardizer(arrays[f"{name}/mean"], arrays[f"{name}/scale"])
+            elif kind == "array":
+                value = arrays[name].astype(object) if spec["object"] else arrays[name]
+            elif kind == "json":
+                value = spec["value"]
+            else:
+                raise ValueError(f"unknown attribute kind {kind!r}")
+            setattr(est, name, value)
+        est._check_restored()
+        est._rng = check_random_state(est.random_state)
+        return est
+
+    def _check_restored(self):
+        """Cross-check restored attributes, so that a crafted file fails here, not in predict."""
+        config = self._net.config
+        if config["input_size"] != self.n_features_in_ or config["n_outputs"] != self._n_outputs():
+            raise ValueError("the saved network does not match the saved feature or output counts")
+        for scaler, size in ((self._x_scaler, self.n_features_in_), (getattr(self, "_y_scaler", None), config["n_outputs"])):
+            if scaler is not None and (scaler.mean.shape != (size,) or scaler.scale.shape != (size,)):
+                raise ValueError("the saved scaling does not match the network")
+
+
+def _rows(values, indices, lengths, per_step):
+    """Target rows of the sequences ``indices``: one per sequence, or one per valid step."""
+    values = values[indices]
+    if not per_step:
+        return values
+    steps = lengths.max()
+    return values[:, :steps][np.arange(steps) < lengths[:, None]]
+
+
+def _progress_bar(verbose, total, desc):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError("verbose=True shows a tqdm progress bar: pip install tqdm") from exc
+    return tqdm(total=total, desc=desc, unit="epoch")
+
+
+def _jsonable(value):
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value
+
+
+_NET_CONFIG_TYPES = {
+    "cell": str,
+    "input_size": int,
+    "hidden_size": int,
+    "num_layers": int,
+    "bidirectional": bool,
+    "dropout": float,
+    "dtype": str,
+    "device": str,
+    "seed": int,
+    "n_outputs": int,
+    "per_step": bool,
+}
+
+
+def _checked_net_config(config):
+    """A saved network config, type-checked before anything is built from it."""
+    if not isinstance(config, dict):
+        raise ValueError("network config must be a mapping")
+    for key, kind in _NET_CONFIG_TYPES.items():
+        value = config[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
+    if config["cell"] not in ("lstm", "gru", "rnn") or config["dtype"] not in ("float32", "float64"):
+        raise ValueError("network config names an unknown cell or dtype")
+    if config["n_outputs"] < 1 or not 0 <= config["seed"] < np.iinfo(np.int32).max:
+        raise ValueError("network config has an invalid output count or seed")
+    return config
+
+
+class LSTMRegressor(RegressorMixin, _SequenceEstimator):
+    __doc__ = (
+        """Recurrent-network regressor for sequences (sequence-to-one and sequence-to-sequence).
+
+    Trains a recurrent layer (LSTM, GRU or RNN) and a dense output layer on the
+    mean squared error, with mini-batches and Adam or SGD.
+
+    X is a 3-D array ``(sample, time, feature)``, a 2-D array of univariate
+    sequences ``(sample, time)``, or an :class:`xarray.DataArray` with named
+    dims. Trailing NaN marks the end of a shorter sequence. y is
+    ``(n_samples,)`` or ``(n_samples, n_outputs)`` for one target per
+    sequence, or has a time dim (a 3-D array ``(n_samples, n_timesteps,
+    n_outputs)`` or a DataArray with the time dim) for one target per step.
+"""
+        + _PARAMETERS_DOC
+        % dict(
+            target_note=" and each target",
+            loss_note=" (mean squared error, in standardized target units when ``standardize``)",
+            score_name="R²",
+        )
+        + """    n_outputs_ : int
+        Number of targets per sequence (or per step).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numlstm import LSTMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(64, 10))          # 64 univariate sequences of 10 steps
+    >>> y = X[:, -3:].sum(axis=1)
+    >>> reg = LSTMRegressor(hidden_size=8, max_iter=5, random_state=0).fit(X, y)
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    """
+    )
+
+    _numeric_targets = True
+    _multi_output = True
+    score = _SequenceEstimator.score  # RegressorMixin.score knows no per-step targets
+    _SAVED = _SequenceEstimator._SAVED + ("n_outputs_", "_y_scaler")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _encode_targets(self, targets, seqs, *, reset, classes=None):
+        values = targets.values
+        if reset:
+            self.n_outputs_ = values.shape[-1]
+            rows = values[seqs.mask] if targets.per_step else values
+            self._y_scaler = Standardizer.fit(rows) if self.standardize else None
+        elif values.shape[-1] != self.n_outputs_:
+            raise ValueError(f"y has {values.shape[-1]} outputs, but {type(self).__name__} was fitted with {self.n_outputs_}")
+        return values if self._y_scaler is None else self._y_scaler.transform(values)
+
+    def _decode(self, outputs):
+        return outputs if self._y_scaler is None else self._y_scaler.inverse_transform(outputs)
+
+    def _loss(self, outputs, target_rows):
+        return squared_error(outputs, target_rows)
+
+    def _score_rows(self, outputs, target_rows, sample_weight=None):
+        return float(r2_score(target_rows, self._decode(outputs), sample_weight=sample_weight))
+
+    def fit(self, X, y):
+        """Train on sequences X and targets y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps[, n_features]) or xarray.DataArray
+            Sequences; trailing NaN pads shorter ones.
+        y : array-like or xarray.DataArray
+            ``(n_samples,)`` or ``(n_samples, n_outputs)``, or per step with a
+            time dim. Per-step values at padded steps are ignored.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, partial=False)
+
+    def partial_fit(self, X, y):
+        """Train for one epoch on X and y, continuing from the current state.
+
+        The first call sets up the model as :meth:`fit` does. Early stopping is
+        not used.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, partial=True)
+
+    def predict(self, X):
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : array-like or xarray.DataArray
+            Sequences with the features of fit; they may be longer than any seen in fit.
+
+        Returns
+        -------
+        ndarray or xarray.DataArray
+            Of the form of y in fit: ``(n_samples[, n_outputs])`` or, per
+            step, ``(n_samples, n_timesteps[, n_outputs])`` with NaN at padded
+            steps. A DataArray for a DataArray X, with its sample (and time) coords.
+        """
+        seqs, outputs = self._forward(X)
+        return self._output(self._decode(outputs), seqs, self._output_dim, self._output_coord)
+
+
+class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
+    __doc__ = (
+        """Recurrent-network classifier for sequences, or for each step of them (tagging).
+
+    Trains a recurrent layer (LSTM, GRU or RNN) and a dense softmax layer on the
+    cross-entropy, computed through a numerically stable log-softmax.
+
+    X is a 3-D array ``(sample, time, feature)``, a 2-D array of univariate
+    sequences ``(sample, time)``, or an :class:`xarray.DataArray` with named
+    dims. Trailing NaN marks the end of a shorter sequence. y holds labels of
+    any type: ``(n_samples,)`` for one label per sequence, or with a time dim
+    (a 3-D array ``(n_samples, n_timesteps, 1)`` or a DataArray with the time
+    dim) for one label per step.
+"""
+        + _PARAMETERS_DOC
+        % dict(target_note="", loss_note=" (cross-entropy)", score_name="accuracy")
+        + """    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numlstm import LSTMClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(64, 10))
+    >>> y = np.where(X[:, -1] > 0, "up", "down")
+    >>> clf = LSTMClassifier(hidden_size=8, max_iter=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+    )
+
+    _numeric_targets = False
+    _multi_output = False
+    score = _SequenceEstimator.score  # ClassifierMixin.score knows no per-step targets
+    _SAVED = _SequenceEstimator._SAVED + ("classes_",)
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _encode_targets(self, targets, seqs, *, reset, classes=None):
+        labels = targets.values[..., 0]
+        valid = labels[seqs.mask] if targets.per_step else labels
+        check_classification_targets(valid)
+        if reset:
+            if classes is None:
+                self.classes_ = np.unique(valid)
+            else:
+                self.classes_ = np.unique(np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes, but the data "
+                    f"contains only one class: {self.classes_[0]!r}"
+                )
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from classes_={self.classes_!r} of the first call")
+        index = np.searchsorted(self.classes_, valid).clip(0, len(self.classes_) - 1)
+        unknown = self.classes_[index] != valid
+        if unknown.any():
+            raise ValueError(f"y contains labels not in classes_ {self.classes_!r}: {np.unique(valid[unknown])!r}")
+        if not targets.per_step:
+            return index
+        encoded = np.zeros(labels.shape, np.intp)
+        encoded[seqs.mask] = index
+        return encoded
+
+    def _loss(self, outputs, target_rows):
+        return cross_entropy(outputs, target_rows)
+
+    def _score_rows(self, outputs, target_rows, sample_weight=None):
+        return float(accuracy_score(target_rows[:, 0], self.classes_[outputs.argmax(axis=1)], sample_weight=sample_weight))
+
+    def fit(self, X, y):
+        """Train on sequences X and labels y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps[, n_features]) or xarray.DataArray
+            Sequences; trailing NaN pads shorter ones.
+        y : array-like or xarray.DataArray
+            Labels: ``(n_samples,)``, or per step with a time dim. Per-step
+            labels at padded steps are ignored.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, partial=False)
+
+    def partial_fit(self, X, y, classes=None):
+        """Train for one epoch on X and y, continuing from the current state.
+
+        Parameters
+        ----------
+        X, y
+            As in :meth:`fit`.
+        classes : array-like, default=None
+            All the labels that will ever be seen; required on the first call.
+
+        Returns
+        -------
+        self
+        """
+        if classes is None and not hasattr(self, "classes_"):
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        return self._fit(X, y, partial=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Returns
+        -------
+        ndarray or xarray.DataArray
+            ``(n_samples, n_classes)``, or per step ``(n_samples, n_timesteps,
+            n_classes)`` with NaN at padded steps; a DataArray with a ``class``
+            dim for a DataArray X.
+        """
+        seqs, outputs = self._forward(X)
+        return self._output(softmax(outputs), seqs, "class", self.classes_)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably from the logits."""
+        seqs, outputs = self._forward(X)
+        return self._output(log_softmax(outputs), seqs, "class", self.classes_)
+
+    def predict(self, X):
+        """Predict labels.
+
+        Returns
+        -------
+        ndarray or xarray.DataArray
+            ``(n_samples,)``, or per step ``(n_samples, n_timesteps)``. Padded
+            steps hold NaN, so per-step labels are then promoted to float
+            (numeric labels) or object.
+        """
+        seqs, outputs = self._forward(X)
+        return self._output(self.classes_[outputs.argmax(axis=1)][:, None], seqs, None)
+
+
+ESTIMATORS = {cls.__name__: cls for cls in (LSTMRegressor, LSTMClassifier)}
+"""The estimator classes :func:`numlstm.io.load` may rebuild, by name."""
