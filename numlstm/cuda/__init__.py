@@ -1,0 +1,21 @@
+"""GPU kernels (``numba.cuda``), one module per cell family: ``lstm``, ``gru`` and ``rnn``.
+
+Each module mirrors :mod:`numlstm.cells` (same function names and
+signatures), so :func:`numlstm._backend.get_backend` can hand either package
+to the layers. The functions accept host NumPy arrays or device arrays (any
+object with ``__cuda_array_interface__`` is used without a copy) and keep
+every intermediate on the device for the whole sequence.
+
+The array helpers below let the layers allocate and combine arrays on the
+device without knowing about Numba.
+
+Launch geometry lives in :mod:`numlstm.cuda._kernels` (``THREADS_PER_BLOCK``
+and ``TILE``); tests patch both small.
+"""
+
+from numlstm.cuda._arrays import (add, all_finite, asnumpy, copy, empty, is_device_array,
+                                  multiply, swap01, to_device, zeros)
+from numlstm.cuda import gru, lstm, rnn
+
+__all__ = ["lstm", "gru", "rnn", "is_device_array", "to_device", "asnumpy", "empty", "zeros",
+           "copy", "add", "multiply", "swap01", "all_finite"]

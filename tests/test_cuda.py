@@ -1,0 +1,321 @@
+"""The CUDA kernels (numlstm.cuda) against the CPU kernels (numlstm.cells).
+
+How these tests run
+-------------------
+``NUMBA_ENABLE_CUDASIM=1`` must be set before Numba is first imported, and the
+rest of the suite imports Numba in the same pytest process. So:
+
+* With a real GPU, or when this process already runs under the simulator
+  (``NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda.py``), the comparison tests
+  below run right here.
+* Otherwise (a plain ``pytest`` on a machine without a GPU), they are skipped
+  here and :func:`test_cuda_simulator` runs this same file again in a child
+  ``python -m pytest`` with ``NUMBA_ENABLE_CUDASIM=1``; it fails with the
+  child's report when any simulated test fails.
+
+Every test patches the launch geometry small (4 threads per block, 4x4 GEMM
+tiles) so that the tiny shapes (T <= 4, B <= 3, H = 5, I = 3) span several
+blocks and partial tiles. Everything skips when ``numba.cuda`` cannot be
+imported.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def _cuda_importable():
+    try:
+        return importlib.util.find_spec("numba.cuda") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda_usable():
+    """A real GPU, or the simulator when it is enabled in this process."""
+    if not _cuda_importable():
+        return False
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver or toolkit is "not usable", not a failure
+        return False
+
+
+CUDA_IMPORTABLE = _cuda_importable()
+RUN_HERE = _cuda_usable()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+needs_cuda = pytest.mark.skipif(
+    not RUN_HERE, reason="no GPU here: these run in the CUDA simulator, in a child process "
+                         "started by test_cuda_simulator")
+
+TOL = {np.float64: 1e-9, np.float32: 1e-5}
+
+
+# ---- the child process -------------------------------------------------------------------
+
+@pytest.mark.skipif(not CUDA_IMPORTABLE, reason="numba.cuda cannot be imported")
+@pytest.mark.skipif(RUN_HERE, reason="the CUDA tests run directly in this process")
+def test_cuda_simulator():
+    """Run this file under ``NUMBA_ENABLE_CUDASIM=1`` in a child pytest."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider",
+         "-o", "addopts=-ra"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    elapsed = time.perf_counter() - start
+    report = proc.stdout[-12000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, f"simulated CUDA tests failed ({elapsed:.0f} s):\n{report}"
+    assert " passed" in proc.stdout, report
+
+
+# ---- fixtures and helpers ----------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def small_launches(monkeypatch):
+    """Few threads per block and small tiles, so that several blocks and tile edges run."""
+    if not RUN_HERE:
+        yield
+        return
+    from numlstm.cuda import _kernels
+    monkeypatch.setattr(_kernels, "THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(_kernels, "TILE", 4)
+    yield
+
+
+# (name, cell module, forward options, LSTM variant)
+CASES = {
+    "lstm": ("lstm", {}, dict()),
+    "lstm_peephole": ("lstm", {}, dict(peephole=True)),
+    "lstm_coupled": ("lstm", {}, dict(coupled=True)),
+    "lstm_coupled_peephole": ("lstm", {}, dict(coupled=True, peephole=True)),
+    "lstm_proj": ("lstm", {}, dict(proj=3)),
+    "lstm_proj_peephole": ("lstm", {}, dict(proj=3, peephole=True)),
+    "gru": ("gru", {}, dict()),
+    "rnn_tanh": ("rnn", {"relu": False}, dict()),
+    "rnn_relu": ("rnn", {"relu": True}, dict()),
+}
+
+T, B, I, H = 4, 3, 3, 5
+
+
+def make_problem(case, dtype, reverse, seed=0, lengths=None):
+    """Weights, input, states and output gradients for one direction of one layer."""
+    cell, options, variant = CASES[case]
+    rng = np.random.default_rng(seed)
+    P = variant.get("proj", 0) or H
+    gates = {"lstm": 3 if variant.get("coupled") else 4, "gru": 3, "rnn": 1}[cell]
+    G = gates * H
+
+    def w(*shape):
+        return (0.6 * rng.standard_normal(shape)).astype(dtype)
+
+    p = {"weight_ih": w(G, I), "weight_hh": w(G, P), "bias_ih": w(G), "bias_hh": w(G)}
+    if cell == "lstm":
+        p["weight_hr"] = w(P, H) if variant.get("proj") else np.zeros((0, H), dtype)
+        n_peep = (2 if variant.get("coupled") else 3) if variant.get("peephole") else 0
+        p["weight_peephole"] = w(n_peep, H) if n_peep else np.zeros((0, H), dtype)
+    state = (w(B, P), w(B, H)) if cell == "lstm" else (w(B, H),)
+    if lengths is None:
+        lengths = np.array([3, 4, 1] if reverse else [4, 2, 3], np.int64)
+    return dict(cell=cell, options=options, p=p, x=w(T, B, I), state=state,
+                lengths=np.asarray(lengths, np.int64), grad_out=w(T, B, 2 * P),
+                dstate=tuple(w(*s.shape) for s in state), P=P, dtype=dtype)
+
+
+def run(backend, prob, reverse, store=True):
+    """Forward then backward (this direction writes the second half of ``out``)."""
+    import importlib
+    mod = importlib.import_module(f"{backend}.{prob['cell']}")
+    P, dtype = prob["P"], prob["dtype"]
+    state = tuple(s.copy() for s in prob["state"])
+    out = np.full((T, B, 2 * P), 7.0, dtype)  # the other direction's columns must survive
+    cache = mod.forward(prob["p"], prob["x"], state, prob["lengths"], reverse, out, P, store,
+                        **prob["options"])
+    res = {"out": out}
+    res.update({f"state{i}": s for i, s in enumerate(state)})
+    if not store:
+        assert cache is None
+        return res, None
+    dstate = tuple(s.copy() for s in prob["dstate"])
+    dx, grads = mod.backward(prob["p"], cache, prob["lengths"], reverse, prob["grad_out"], P,
+                             dstate, **prob["options"])
+    res["dx"] = dx
+    res.update({f"dstate{i}": s for i, s in enumerate(dstate)})
+    res.update({f"grad_{k}": v for k, v in grads.items()})
+    res["gate_states"] = mod.gate_states(cache, reverse)
+    return res, cache
+
+
+def max_errors(case, dtype, reverse, **kw):
+    """Largest absolute cuda-vs-cpu difference of every result, by name."""
+    prob = make_problem(case, dtype, reverse, **kw)
+    cpu, _ = run("numlstm.cells", prob, reverse)
+    gpu, _ = run("numlstm.cuda", prob, reverse)
+    errors = {}
+    for key, want in cpu.items():
+        if key == "gate_states":
+            for name, value in want.items():
+                errors[f"gates:{name}"] = _maxdiff(gpu[key][name], value)
+        else:
+            assert isinstance(gpu[key], np.ndarray), key
+            assert gpu[key].dtype == want.dtype and gpu[key].shape == want.shape, key
+            errors[key] = _maxdiff(gpu[key], want)
+    return errors
+
+
+def _maxdiff(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    return float(np.abs(got - want).max()) if want.size else 0.0
+
+
+# ---- the cells against the CPU -----------------------------------------------------------
+
+def _combinations():
+    """Every (case, dtype, direction); under the simulator, a covering half of them.
+
+    The simulator is slow, so by default each case runs twice there, once
+    per dtype, with the direction alternating between cases: every case still
+    meets both dtypes and both directions, and every (dtype, direction) pair
+    meets both LSTM and RNN. ``NUMLSTM_CUDA_FULL=1`` runs the whole grid (as
+    does a real GPU).
+    """
+    full = not SIMULATOR or os.environ.get("NUMLSTM_CUDA_FULL", "0") == "1"
+    combos = []
+    for n, case in enumerate(CASES):
+        for dtype, name in ((np.float64, "f64"), (np.float32, "f32")):
+            for reverse in (False, True):
+                if full or reverse == ((n + (dtype is np.float32)) % 2 == 1):
+                    combos.append(pytest.param(case, dtype, reverse,
+                                               id=f"{case}-{name}-{'rev' if reverse else 'fwd'}"))
+    return combos
+
+
+@needs_cuda
+@pytest.mark.parametrize("case, dtype, reverse", _combinations())
+def test_cell_matches_cpu(case, dtype, reverse):
+    errors = max_errors(case, dtype, reverse)
+    bad = {k: v for k, v in errors.items() if not v <= TOL[dtype]}
+    assert not bad, f"{case} {dtype.__name__} reverse={reverse}: {bad}"
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", ["lstm_proj_peephole", "gru", "rnn_relu"])
+def test_full_lengths(case):
+    """Every sequence at full length (no masking at all)."""
+    errors = max_errors(case, np.float64, True, lengths=[T, T, T])
+    assert max(errors.values()) <= 1e-9, errors
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", ["lstm_coupled_peephole", "gru", "rnn_tanh"])
+def test_inference_matches_cpu(case):
+    """``store=False``: same outputs and states, and no cache."""
+    prob = make_problem(case, np.float32, True)
+    cpu, _ = run("numlstm.cells", prob, True, store=False)
+    gpu, _ = run("numlstm.cuda", prob, True, store=False)
+    for key in cpu:
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=0, atol=1e-5, err_msg=key)
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", ["lstm_proj", "gru", "rnn_tanh"])
+def test_device_arrays_in_place(case):
+    """Device arguments are updated where they live; backward then returns device arrays."""
+    import importlib
+
+    import numlstm.cuda as nc
+    prob = make_problem(case, np.float64, False)
+    cpu, _ = run("numlstm.cells", prob, False)
+    mod = importlib.import_module(f"numlstm.cuda.{prob['cell']}")
+    P = prob["P"]
+    p = {k: nc.to_device(v) for k, v in prob["p"].items()}
+    # the layers hold every direction's states in one (L*D, B, size) array and pass views
+    states = [nc.to_device(np.stack([np.zeros_like(s), s])) for s in prob["state"]]
+    out = nc.to_device(np.full((T, B, 2 * P), 7.0))
+    cache = mod.forward(p, nc.to_device(prob["x"]), tuple(s[1] for s in states),
+                        nc.to_device(prob["lengths"]), False, out, P, True, **prob["options"])
+    np.testing.assert_allclose(nc.asnumpy(out), cpu["out"], rtol=0, atol=1e-12)
+    for i, s in enumerate(states):
+        np.testing.assert_allclose(nc.asnumpy(s)[1], cpu[f"state{i}"], rtol=0, atol=1e-12)
+        assert not nc.asnumpy(s)[0].any()
+    dstate = tuple(nc.to_device(s) for s in prob["dstate"])
+    dx, grads = mod.backward(p, cache, prob["lengths"], False, nc.to_device(prob["grad_out"]), P,
+                             dstate, **prob["options"])
+    assert nc.is_device_array(dx) and all(nc.is_device_array(g) for g in grads.values())
+    np.testing.assert_allclose(nc.asnumpy(dx), cpu["dx"], rtol=0, atol=1e-12)
+    for i, s in enumerate(dstate):
+        np.testing.assert_allclose(nc.asnumpy(s), cpu[f"dstate{i}"], rtol=0, atol=1e-12)
+    for k, g in grads.items():
+        np.testing.assert_allclose(nc.asnumpy(g), cpu[f"grad_{k}"], rtol=0, atol=1e-12)
+
+
+@needs_cuda
+def test_wrong_device_dtype_is_rejected():
+    import numlstm.cuda as nc
+    prob = make_problem("rnn_tanh", np.float64, False)
+    h = nc.to_device(prob["state"][0].astype(np.float32))
+    out = np.zeros((T, B, 2 * H))
+    with pytest.raises(TypeError, match="dtype"):
+        nc.rnn.forward(prob["p"], prob["x"], (h,), prob["lengths"], False, out, 0, True)
+
+
+# ---- the building blocks -----------------------------------------------------------------
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_gemm_variants(dtype):
+    """Every transpose combination, bias, accumulation and the row mask, on ragged shapes."""
+    from numlstm.cuda import _kernels, to_device
+    rng = np.random.default_rng(1)
+    M, K, N = 5, 7, 6
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((K, N)).astype(dtype)
+    bias = rng.standard_normal(N).astype(dtype)
+    tol = TOL[dtype] * 10
+    for ta in (False, True):
+        for tb in (False, True):
+            da = to_device(np.ascontiguousarray(a.T) if ta else a)
+            db = to_device(np.ascontiguousarray(b.T) if tb else b)
+            got = _kernels.gemm(da, db, trans_a=ta, trans_b=tb, bias=to_device(bias))
+            np.testing.assert_allclose(got.copy_to_host(), a @ b + bias, rtol=tol, atol=tol)
+    c0 = rng.standard_normal((M, N)).astype(dtype)
+    lengths = np.array([1, 3, 2, 3, 0], np.int64)
+    c = to_device(c0)
+    _kernels.gemm(to_device(a), to_device(b), c, accumulate=True, lengths=to_device(lengths), t=2)
+    want = np.where((2 < lengths)[:, None], c0 + a @ b, c0)
+    np.testing.assert_allclose(c.copy_to_host(), want, rtol=tol, atol=tol)
+
+
+@needs_cuda
+def test_array_helpers():
+    import numlstm.cuda as nc
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2, 3, 5))
+    b = rng.standard_normal((2, 3, 5))
+    da = nc.to_device(a)
+    assert nc.is_device_array(da) and not nc.is_device_array(a)
+    assert nc.to_device(da) is da
+    np.testing.assert_array_equal(nc.asnumpy(nc.add(da, b)), a + b)
+    np.testing.assert_array_equal(nc.asnumpy(nc.multiply(da, nc.to_device(b))), a * b)
+    np.testing.assert_array_equal(nc.asnumpy(nc.swap01(da)), a.transpose(1, 0, 2))
+    np.testing.assert_array_equal(nc.asnumpy(nc.zeros((3, 4), np.float32)), np.zeros((3, 4)))
+    assert nc.zeros((3, 4), np.float32).dtype == np.float32
+    assert nc.empty((2, 2), np.float64).shape == (2, 2)
+    c = nc.copy(da)
+    np.testing.assert_array_equal(nc.asnumpy(c), a)
+    assert nc.all_finite(da)
+    a[1, 2, 3] = np.nan
+    assert not nc.all_finite(nc.to_device(a))
+    a[1, 2, 3] = -np.inf
+    assert not nc.all_finite(nc.to_device(a))
