@@ -78,6 +78,28 @@ def test_cuda_simulator():
     assert " passed" in proc.stdout, report
 
 
+@pytest.mark.skipif(SIMULATOR or not CUDA_IMPORTABLE,
+                    reason="the simulator cannot compile PTX (or numba.cuda is missing)")
+def test_kernels_compile_to_ptx():
+    """Every kernel, float32 and float64, through Numba's real CUDA compiler (no GPU needed).
+
+    The simulator runs kernels as Python, so this is what catches code the CUDA
+    target rejects. It needs NVVM (``numba-cuda[cu12]``); skipped without it.
+    """
+    from numba import cuda, types
+
+    def probe(a):
+        a[0] = 0
+
+    try:
+        cuda.compile_ptx(probe, (types.float32[:],), cc=(8, 0))
+    except Exception as exc:  # no NVVM / toolkit: nothing to check with
+        pytest.skip(f"cannot compile PTX here: {type(exc).__name__}: {str(exc)[:200]}")
+    from numlstm.cuda import _ptx
+    ptx = _ptx.compile_all()
+    assert len(ptx) == 2 * 15
+
+
 # ---- fixtures and helpers ----------------------------------------------------------------
 
 @pytest.fixture(autouse=True)

@@ -51,10 +51,11 @@ def _gemm_source(tile, dtype):
     """
     nbtype = from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
+    shape = (tile, tile + 1)  # a compile-time constant for cuda.shared.array
 
     def gemm(a, b, c, trans_a, trans_b, bias, accumulate, lengths, t):
-        sa = cuda.shared.array((tile, tile + 1), nbtype)
-        sb = cuda.shared.array((tile, tile + 1), nbtype)
+        sa = cuda.shared.array(shape, nbtype)
+        sb = cuda.shared.array(shape, nbtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         row0 = cuda.blockIdx.y * tile

@@ -37,7 +37,10 @@ def _sources(dtype):
         j = idx - b * H
         if t < lengths[b]:
             v = gates[t, b, j] + hh[b, j]
-            hj = max(v, zero) if relu else tanh(v)
+            if relu:
+                hj = v if v > zero else zero
+            else:
+                hj = tanh(v)
             gates[t, b, j] = hj
             h[b, j] = hj
             out[t, b, off + j] = hj
