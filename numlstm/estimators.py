@@ -111,7 +111,8 @@ _PARAMETERS_DOC = """
         Where the recurrent kernels run.
     checkpoint_path : str, path-like or None, default=None
         If set, the model is saved there (see :meth:`save`) after every epoch
-        that improves the monitored score or loss.
+        that sets a new best validation score (with ``early_stopping``) or
+        training loss, so the file always holds the best model so far.
 
     Attributes
     ----------
@@ -369,23 +370,23 @@ class _SequenceEstimator(BaseEstimator):
                 loss = self._run_epoch(x, lengths, encoded, train)
                 self.n_iter_ += 1
                 self.loss_curve_.append(loss)
-                improved_loss = loss < self.best_loss_ - self.tol
-                self.best_loss_ = min(self.best_loss_, loss)
                 postfix = {"loss": f"{loss:.4g}"}
                 if val is None:
-                    improved = improved_loss
+                    improved, new_best = loss < self.best_loss_ - self.tol, loss < self.best_loss_
                 else:
                     score = self._score_rows(
                         self._net.predict(x[val], lengths[val]), _rows(raw, val, lengths[val], self._net.per_step)
                     )
                     self.validation_scores_.append(score)
                     improved = score > self.best_validation_score_ + self.tol
-                    if score > self.best_validation_score_:
+                    new_best = score > self.best_validation_score_
+                    if new_best:
                         self.best_validation_score_ = score
                         best_weights = [p.copy() for p in self._net.parameters()]
                     postfix["val_score"] = f"{score:.4g}"
+                self.best_loss_ = min(self.best_loss_, loss)
                 no_improvement = 0 if improved else no_improvement + 1
-                if improved and self.checkpoint_path is not None:
+                if new_best and self.checkpoint_path is not None:
                     self.save(self.checkpoint_path)
                 if bar is not None:
                     bar.set_postfix(postfix)

@@ -122,5 +122,5 @@ def load(path):
         raise ValueError(f"{path!s} holds an unknown estimator {metadata.get('estimator')!r}")
     try:
         return cls._from_saved(metadata, arrays)
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise ValueError(f"{path!s} holds an inconsistent model ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{path!s} holds an invalid model ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,129 @@
+"""Losses (values, stability, gradients) and optimizers (update rules, clipping, dtypes)."""
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax as scipy_log_softmax
+
+from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
+from numlstm.optim import SGD, Adam, clip_grad_norm
+
+
+def numerical_grad(f, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def test_log_softmax_matches_scipy_and_is_stable():
+    logits = np.random.default_rng(0).normal(size=(5, 4))
+    np.testing.assert_allclose(log_softmax(logits), scipy_log_softmax(logits, axis=-1), rtol=1e-12)
+    huge = np.array([[1e4, 0.0, -1e4], [-1e30, 0.0, 1e30]])
+    out = log_softmax(huge)
+    assert np.isfinite(out[:, 1]).all()
+    np.testing.assert_allclose(out[0], [0, -1e4, -2e4])
+    np.testing.assert_allclose(softmax(huge).sum(axis=1), 1)
+    assert log_softmax(huge.astype(np.float32)[:1]).dtype == np.float32
+
+
+def test_cross_entropy_value_and_gradient():
+    rng = np.random.default_rng(1)
+    logits, labels = rng.normal(size=(6, 3)), rng.integers(0, 3, 6)
+    loss, grad = cross_entropy(logits, labels)
+    assert loss == pytest.approx(-scipy_log_softmax(logits, axis=1)[np.arange(6), labels].mean())
+    np.testing.assert_allclose(grad, numerical_grad(lambda z: cross_entropy(z, labels)[0], logits), atol=1e-8)
+    loss, _ = cross_entropy(np.array([[1e5, -1e5]]), np.array([1]))
+    assert loss == pytest.approx(2e5)
+
+
+def test_squared_error_value_and_gradient():
+    rng = np.random.default_rng(2)
+    pred, target = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    loss, grad = squared_error(pred, target)
+    assert loss == pytest.approx(np.mean((pred - target) ** 2))
+    np.testing.assert_allclose(grad, numerical_grad(lambda p: squared_error(p, target)[0], pred), atol=1e-8)
+    assert squared_error(pred.astype(np.float32), target)[1].dtype == np.float32
+
+
+def run(optimizer_cls, steps=3, **kwargs):
+    rng = np.random.default_rng(3)
+    params = [rng.normal(size=(2, 3)), rng.normal(size=4)]
+    grads = [[rng.normal(size=p.shape) for p in params] for _ in range(steps)]
+    start = [p.copy() for p in params]
+    opt = optimizer_cls(params, **kwargs)
+    for g in grads:
+        opt.update_params(params, g)
+    return start, grads, params
+
+
+def test_sgd_plain_momentum_and_nesterov():
+    start, grads, params = run(SGD, learning_rate=0.1, momentum=0.0)
+    np.testing.assert_allclose(params[0], start[0] - 0.1 * sum(g[0] for g in grads))
+    start, grads, params = run(SGD, steps=2, learning_rate=0.1, momentum=0.5)
+    v1 = grads[0][0]
+    v2 = 0.5 * v1 + grads[1][0]
+    np.testing.assert_allclose(params[0], start[0] - 0.1 * (v1 + v2))
+    start, grads, params = run(SGD, steps=2, learning_rate=0.1, momentum=0.5, nesterov=True)
+    step1 = grads[0][0] + 0.5 * v1
+    step2 = grads[1][0] + 0.5 * v2
+    np.testing.assert_allclose(params[0], start[0] - 0.1 * (step1 + step2))
+
+
+def test_adam_first_step_is_learning_rate_times_sign():
+    start, grads, params = run(Adam, steps=1, learning_rate=0.01)
+    np.testing.assert_allclose(params[1], start[1] - 0.01 * np.sign(grads[0][1]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam])
+def test_weight_decay_adds_l2_gradient(cls):
+    start, grads, decayed = run(cls, steps=1, learning_rate=0.1, weight_decay=0.5)
+    params = [p.copy() for p in start]
+    cls(params, learning_rate=0.1).update_params(params, [g + 0.5 * p for g, p in zip(grads[0], start)])
+    np.testing.assert_allclose(decayed[0], params[0])
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam])
+def test_float32_parameters_stay_float32(cls):
+    params = [np.ones(3, np.float32)]
+    opt = cls(params, learning_rate=np.float64(0.1), weight_decay=np.float64(0.01))
+    opt.update_params(params, [np.ones(3, np.float32)])
+    assert params[0].dtype == np.float32 and (params[0] < 1).all()
+
+
+def test_optimizers_match_torch():
+    torch = pytest.importorskip("torch")
+    cases = [
+        (Adam, torch.optim.Adam, dict(learning_rate=0.01, weight_decay=0.1), dict(lr=0.01, weight_decay=0.1)),
+        (SGD, torch.optim.SGD, dict(learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ]
+    rng = np.random.default_rng(4)
+    for ours, theirs, kwargs, torch_kwargs in cases:
+        params = [rng.normal(size=(3, 4)), rng.normal(size=5)]
+        tensors = [torch.tensor(p, requires_grad=True) for p in params]
+        opt, topt = ours(params, **kwargs), theirs(tensors, **torch_kwargs)
+        for _ in range(5):
+            grads = [rng.normal(size=p.shape) for p in params]
+            for t, g in zip(tensors, grads):
+                t.grad = torch.tensor(g)
+            topt.step()
+            opt.update_params(params, grads)
+        for p, t in zip(params, tensors):
+            np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_clip_grad_norm():
+    grads = [np.full(4, 3.0), np.full(1, 4.0)]  # norm sqrt(36 + 16)
+    norm = clip_grad_norm(grads, 1.0)
+    assert norm == pytest.approx(np.sqrt(52))
+    assert np.sqrt(sum((g**2).sum() for g in grads)) == pytest.approx(1.0, rel=1e-5)
+    small = [np.full(2, 0.1)]
+    clip_grad_norm(small, 1.0)
+    np.testing.assert_array_equal(small[0], 0.1)
+    clip_grad_norm(grads, None)
+    assert np.sqrt(sum((g**2).sum() for g in grads)) == pytest.approx(1.0, rel=1e-5)
