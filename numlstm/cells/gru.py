@@ -20,8 +20,28 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS
-from numlstm.cells.activations import sigmoid, tanh
+from numlstm.cells.activations import sigmoid_inplace, tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+
+
+@njit(**JIT_OPTIONS)
+def _gru_cell(a, r, h):
+    """One row of one step: activations (r, z, n) into ``a`` and the new ``h``.
+
+    ``a`` holds the input projection and ``r`` the hidden projection with its
+    bias; ``r[2H:]`` is left holding ``W_hn h + b_hn`` for backward.
+    """
+    H = h.shape[0]
+    one = a.dtype.type(1)
+    for k in range(2 * H):
+        a[k] += r[k]
+    sigmoid_inplace(a[:2 * H])
+    for j in range(H):
+        a[2 * H + j] += a[j] * r[2 * H + j]
+    tanh_inplace(a[2 * H:])
+    for j in range(H):
+        z = a[H + j]
+        h[j] = (one - z) * a[2 * H + j] + z * h[j]
 
 
 @njit(**JIT_OPTIONS)
@@ -35,7 +55,6 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off):
     backward; both are empty along axis 0 for inference.
     """
     T, B, G = gates.shape
-    one = gates.dtype.type(1)
     H = h.shape[1]
     store = hs.shape[0] > 0
     hh = np.empty((B, G), gates.dtype)
@@ -46,29 +65,45 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off):
         t = T - 1 - s if reverse else s
         np.dot(h, w_hh_t, hh)
         for b in range(B):
-            o = out[t, b]
+            o = out[t, b, off:off + H]
             if t >= lengths[b]:
-                for j in range(H):
-                    o[off + j] = 0
+                o[:] = 0
                 continue
-            a = gates[t, b]
             r = hh[b]
-            for j in range(H):
-                rg = sigmoid(a[j] + r[j] + b_hh[j])
-                zg = sigmoid(a[H + j] + r[H + j] + b_hh[H + j])
-                hnj = r[2 * H + j] + b_hh[2 * H + j]
-                ng = tanh(a[2 * H + j] + rg * hnj)
-                hj = (one - zg) * ng + zg * h[b, j]
-                a[j] = rg
-                a[H + j] = zg
-                a[2 * H + j] = ng
-                if store:
-                    hn[t, b, j] = hnj
-                h[b, j] = hj
-                o[off + j] = hj
+            for k in range(G):
+                r[k] += b_hh[k]
+            _gru_cell(gates[t, b], r, h[b])
+            if store:
+                hn[t, b] = r[2 * H:]
+            o[:] = h[b]
         if store:
             _, new = slots(t, reverse)
             hs[new] = h
+
+
+@njit(**JIT_OPTIONS)
+def _gru_cell_backward(a, hp, hn, dh, dgx, dgh):
+    """One row of one step backward.
+
+    ``a`` holds the activations (r, z, n), ``hp`` the previous state and
+    ``hn`` the hidden n-row projection. ``dh`` holds the gradient of the new
+    state on entry and its direct share of the previous state's on exit.
+    ``dgx``/``dgh`` receive the input-side and hidden-side pre-activation
+    gradients.
+    """
+    H = dh.shape[0]
+    one = a.dtype.type(1)
+    for j in range(H):
+        rg, zg, ng = a[j], a[H + j], a[2 * H + j]
+        dan = dh[j] * (one - zg) * (one - ng * ng)
+        dgx[j] = dan * hn[j] * rg * (one - rg)
+        dgx[H + j] = dh[j] * (hp[j] - ng) * zg * (one - zg)
+        dgx[2 * H + j] = dan
+    for j in range(2 * H):
+        dgh[j] = dgx[j]
+    for j in range(H):
+        dgh[2 * H + j] = dgx[2 * H + j] * a[j]
+        dh[j] *= a[H + j]
 
 
 @njit(**JIT_OPTIONS)
@@ -81,42 +116,22 @@ def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx,
     only in the n rows, where the hidden side is scaled by r.
     """
     T, B, G = gates.shape
-    one = gates.dtype.type(1)
     H = dh.shape[1]
     dh_prev = np.empty((B, H), gates.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s
         prev, _ = slots(t, reverse)
         for b in range(B):
-            dx_row = dgx[t, b]
-            dh_row = dgh[t, b]
             if t >= lengths[b]:
-                for k in range(G):
-                    dx_row[k] = 0
-                    dh_row[k] = 0
+                dgx[t, b] = 0
+                dgh[t, b] = 0
                 continue
-            a = gates[t, b]
-            for j in range(H):
-                dhj = dh[b, j] + grad_out[t, b, off + j]
-                rg = a[j]
-                zg = a[H + j]
-                ng = a[2 * H + j]
-                hp = hs[prev, b, j]
-                dan = dhj * (one - zg) * (one - ng * ng)
-                daz = dhj * (hp - ng) * zg * (one - zg)
-                dar = dan * hn[t, b, j] * rg * (one - rg)
-                dx_row[j] = dar
-                dx_row[H + j] = daz
-                dx_row[2 * H + j] = dan
-                dh_row[j] = dar
-                dh_row[H + j] = daz
-                dh_row[2 * H + j] = dan * rg
-                dh[b, j] = dhj * zg
+            dh[b] += grad_out[t, b, off:off + H]
+            _gru_cell_backward(gates[t, b], hs[prev, b], hn[t, b], dh[b], dgx[t, b], dgh[t, b])
         np.dot(dgh[t], w_hh, dh_prev)
         for b in range(B):
             if t < lengths[b]:
-                for j in range(H):
-                    dh[b, j] += dh_prev[b, j]
+                dh[b] += dh_prev[b]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):

@@ -33,8 +33,44 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS
-from numlstm.cells.activations import sigmoid, tanh
+from numlstm.cells.activations import sigmoid_inplace, tanh, tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+
+
+@njit(**JIT_OPTIONS)
+def _lstm_cell(a, r, c, m, peep, coupled):
+    """One row of one step: gate activations into ``a``, new ``c``, and ``m = o * tanh(c)``.
+
+    ``a`` holds the input projection and ``r`` the recurrent product. Each
+    loop touches few arrays and has no branch, so that LLVM vectorises it.
+    """
+    H = c.shape[0]
+    one = a.dtype.type(1)
+    g_off = H if coupled else 2 * H
+    o_off = g_off + H
+    for k in range(a.shape[0]):
+        a[k] += r[k]
+    if peep.shape[0] > 0:
+        for j in range(H):
+            a[j] += peep[0, j] * c[j]
+        if not coupled:
+            for j in range(H):
+                a[H + j] += peep[1, j] * c[j]
+    sigmoid_inplace(a[:g_off])
+    tanh_inplace(a[g_off:o_off])
+    if coupled:
+        for j in range(H):
+            c[j] = (one - a[j]) * c[j] + a[j] * a[H + j]
+    else:
+        for j in range(H):
+            c[j] = a[H + j] * c[j] + a[j] * a[2 * H + j]
+    if peep.shape[0] > 0:
+        o_row = peep.shape[0] - 1
+        for j in range(H):
+            a[o_off + j] += peep[o_row, j] * c[j]
+    sigmoid_inplace(a[o_off:])
+    for j in range(H):
+        m[j] = a[o_off + j] * tanh(c[j])
 
 
 @njit(**JIT_OPTIONS)
@@ -62,15 +98,10 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         Layer output; this direction writes columns ``off:off + P``.
     """
     T, B, G = gates.shape
-    one = gates.dtype.type(1)
     H = c.shape[1]
     P = h.shape[1]
     coupled = G == 3 * H
     project = w_hr.shape[0] > 0
-    has_peep = peep.shape[0] > 0
-    o_row = peep.shape[0] - 1
-    o_off = 2 * H if coupled else 3 * H
-    g_off = H if coupled else 2 * H
     store = hs.shape[0] > 0
     hh = np.empty((B, G), gates.dtype)
     m = np.empty((B, H), gates.dtype)
@@ -86,34 +117,7 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         for b in range(B):
             if t >= lengths[b]:
                 continue
-            a = gates[t, b]
-            r = hh[b]
-            for j in range(H):
-                cp = c[b, j]
-                ai = a[j] + r[j]
-                ag = a[g_off + j] + r[g_off + j]
-                ao = a[o_off + j] + r[o_off + j]
-                if has_peep:
-                    ai += peep[0, j] * cp
-                ig = sigmoid(ai)
-                if coupled:
-                    fg = one - ig
-                else:
-                    af = a[H + j] + r[H + j]
-                    if has_peep:
-                        af += peep[1, j] * cp
-                    fg = sigmoid(af)
-                    a[H + j] = fg
-                gg = tanh(ag)
-                cn = fg * cp + ig * gg
-                if has_peep:
-                    ao += peep[o_row, j] * cn
-                og = sigmoid(ao)
-                a[j] = ig
-                a[g_off + j] = gg
-                a[o_off + j] = og
-                c[b, j] = cn
-                m[b, j] = og * tanh(cn)
+            _lstm_cell(gates[t, b], hh[b], c[b], m[b], peep, coupled)
             if not project:
                 for j in range(P):
                     h[b, j] = m[b, j]
@@ -137,6 +141,54 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
 
 
 @njit(**JIT_OPTIONS)
+def _lstm_cell_backward(a, cp, cn, dm, dc, dg, peep, dpeep, coupled):
+    """One row of one step backward.
+
+    ``a`` holds the step's gate activations, ``cp``/``cn`` the previous and
+    new cell state, ``dm`` the gradient of ``o * tanh(c)``. ``dc`` holds the
+    gradient of the new cell state on entry and of the previous one on exit;
+    ``dg`` receives the pre-activation gradients and ``dpeep`` accumulates
+    the peephole gradient. Loops are kept simple so that LLVM vectorises them.
+    """
+    H = dc.shape[0]
+    one = a.dtype.type(1)
+    g_off = H if coupled else 2 * H
+    o_off = g_off + H
+    has_peep = peep.shape[0] > 0
+    for j in range(H):
+        og = a[o_off + j]
+        tc = tanh(cn[j])
+        dg[o_off + j] = dm[j] * tc * og * (one - og)
+        dc[j] += dm[j] * og * (one - tc * tc)
+    if has_peep:
+        o_row = peep.shape[0] - 1
+        for j in range(H):
+            dc[j] += dg[o_off + j] * peep[o_row, j]
+            dpeep[o_row, j] += dg[o_off + j] * cn[j]
+    if coupled:
+        for j in range(H):
+            ig, gg = a[j], a[H + j]
+            dg[j] = dc[j] * (gg - cp[j]) * ig * (one - ig)
+            dg[H + j] = dc[j] * ig * (one - gg * gg)
+            dc[j] *= one - ig
+    else:
+        for j in range(H):
+            ig, fg, gg = a[j], a[H + j], a[2 * H + j]
+            dg[j] = dc[j] * gg * ig * (one - ig)
+            dg[H + j] = dc[j] * cp[j] * fg * (one - fg)
+            dg[2 * H + j] = dc[j] * ig * (one - gg * gg)
+            dc[j] *= fg
+    if has_peep:
+        for j in range(H):
+            dc[j] += dg[j] * peep[0, j]
+            dpeep[0, j] += dg[j] * cp[j]
+        if not coupled:
+            for j in range(H):
+                dc[j] += dg[H + j] * peep[1, j]
+                dpeep[1, j] += dg[H + j] * cp[j]
+
+
+@njit(**JIT_OPTIONS)
 def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, off,
                    dh, dc, dgates, dpeep, dhp, ms):
     """Back-propagate through every step.
@@ -150,15 +202,11 @@ def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, 
     output :math:`o \\odot \\tanh(c)`, for the ``W_hr`` gradient GEMM.
     """
     T, B, G = gates.shape
-    one = gates.dtype.type(1)
     H = dc.shape[1]
     P = dh.shape[1]
     coupled = G == 3 * H
     project = w_hr.shape[0] > 0
-    has_peep = peep.shape[0] > 0
-    o_row = peep.shape[0] - 1
     o_off = 2 * H if coupled else 3 * H
-    g_off = H if coupled else 2 * H
     dm = np.empty((B, H), gates.dtype)
     dh_prev = np.empty((B, P), gates.dtype)
     for s in range(T):
@@ -173,51 +221,15 @@ def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, 
                 active = t < lengths[b]
                 for j in range(P):
                     dhp[t, b, j] = dh[b, j] if active else 0
+                for j in range(H):
+                    ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j]) if active else 0
             np.dot(dh, w_hr, dm)
         for b in range(B):
-            dg = dgates[t, b]
             if t >= lengths[b]:
-                for k in range(G):
-                    dg[k] = 0
-                if project:
-                    for j in range(H):
-                        ms[t, b, j] = 0
+                dgates[t, b] = 0
                 continue
-            a = gates[t, b]
-            for j in range(H):
-                cp = cs[prev, b, j]
-                cn = cs[new, b, j]
-                ig = a[j]
-                gg = a[g_off + j]
-                og = a[o_off + j]
-                fg = one - ig if coupled else a[H + j]
-                tc = tanh(cn)
-                dmj = dm[b, j] if project else dh[b, j]
-                if project:
-                    ms[t, b, j] = og * tc
-                dao = dmj * tc * og * (one - og)
-                dcn = dc[b, j] + dmj * og * (one - tc * tc)
-                if has_peep:
-                    dcn += dao * peep[o_row, j]
-                    dpeep[o_row, j] += dao * cn
-                dag = dcn * ig * (one - gg * gg)
-                dcp = dcn * fg
-                if coupled:
-                    dai = dcn * (gg - cp) * ig * (one - ig)
-                else:
-                    dai = dcn * gg * ig * (one - ig)
-                    daf = dcn * cp * fg * (one - fg)
-                    dg[H + j] = daf
-                    if has_peep:
-                        dcp += daf * peep[1, j]
-                        dpeep[1, j] += daf * cp
-                if has_peep:
-                    dcp += dai * peep[0, j]
-                    dpeep[0, j] += dai * cp
-                dg[j] = dai
-                dg[g_off + j] = dag
-                dg[o_off + j] = dao
-                dc[b, j] = dcp
+            _lstm_cell_backward(gates[t, b], cs[prev, b], cs[new, b], dm[b] if project else dh[b],
+                                dc[b], dgates[t, b], peep, dpeep, coupled)
         np.dot(dgates[t], w_hh, dh_prev)
         for b in range(B):
             if t < lengths[b]:

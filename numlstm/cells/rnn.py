@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS
-from numlstm.cells.activations import tanh
+from numlstm.cells.activations import tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -36,18 +36,20 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off):
         t = T - 1 - s if reverse else s
         np.dot(h, w_hh_t, hh)
         for b in range(B):
-            o = out[t, b]
+            o = out[t, b, off:off + H]
             if t >= lengths[b]:
-                for j in range(H):
-                    o[off + j] = 0
+                o[:] = 0
                 continue
             a = gates[t, b]
             for j in range(H):
-                v = a[j] + hh[b, j]
-                hj = max(v, zero) if relu else tanh(v)
-                a[j] = hj
-                h[b, j] = hj
-                o[off + j] = hj
+                a[j] += hh[b, j]
+            if relu:
+                for j in range(H):
+                    a[j] = max(a[j], zero)
+            else:
+                tanh_inplace(a)
+            h[b] = a
+            o[:] = a
         if store:
             _, new = slots(t, reverse)
             hs[new] = h
@@ -70,16 +72,13 @@ def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates
         for b in range(B):
             dg = dgates[t, b]
             if t >= lengths[b]:
-                for j in range(H):
-                    dg[j] = 0
+                dg[:] = 0
                 continue
             a = gates[t, b]
+            g = grad_out[t, b, off:off + H]
             for j in range(H):
-                dhj = dh[b, j] + grad_out[t, b, off + j]
-                if relu:
-                    dg[j] = dhj if a[j] > zero else zero
-                else:
-                    dg[j] = dhj * (one - a[j] * a[j])
+                d = dh[b, j] + g[j]
+                dg[j] = (d if a[j] > zero else zero) if relu else d * (one - a[j] * a[j])
         np.dot(dgates[t], w_hh, dh_prev)
         for b in range(B):
             if t < lengths[b]:
