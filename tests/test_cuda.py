@@ -97,7 +97,7 @@ def test_kernels_compile_to_ptx():
         pytest.skip(f"cannot compile PTX here: {type(exc).__name__}: {str(exc)[:200]}")
     from numlstm.cuda import _ptx
     ptx = _ptx.compile_all()
-    assert len(ptx) == 2 * 15
+    assert len(ptx) == 2 * 21
 
 
 # ---- fixtures and helpers ----------------------------------------------------------------
@@ -341,3 +341,59 @@ def test_array_helpers():
     assert not nc.all_finite(nc.to_device(a))
     a[1, 2, 3] = -np.inf
     assert not nc.all_finite(nc.to_device(a))
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_optimizer_kernels_match_numlstm_optim(dtype):
+    """The fused SGD/Adam kernels take the steps numlstm.optim takes on the host."""
+    import numlstm.cuda as nc
+    from numlstm.optim import SGD, Adam
+    rng = np.random.default_rng(3)
+    shapes = [(5, 3), (7,)]
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(2)]
+    tol = 1e-12 if dtype is np.float64 else 1e-6
+    for nesterov in (False, True):
+        host = [p.copy() for p in params]
+        dev = [nc.to_device(p) for p in params]
+        vel = [nc.zeros(s, dtype) for s in shapes]
+        opt = SGD(host, 0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+        for g in grads:
+            opt.update_params(host, g)
+            for p, gi, v in zip(dev, g, vel):
+                nc.sgd_update(p, nc.to_device(gi), v, 0.1, 0.9, nesterov, 0.01)
+        for p, d in zip(host, dev):
+            np.testing.assert_allclose(nc.asnumpy(d), p, rtol=tol, atol=tol)
+    host = [p.copy() for p in params]
+    dev = [nc.to_device(p) for p in params]
+    ms = [nc.zeros(s, dtype) for s in shapes]
+    vs = [nc.zeros(s, dtype) for s in shapes]
+    opt = Adam(host, 0.01, weight_decay=0.01)
+    for step, g in enumerate(grads, 1):
+        opt.update_params(host, g)
+        for p, gi, m, v in zip(dev, g, ms, vs):
+            nc.adam_update(p, nc.to_device(gi), m, v, step, 0.01, 0.9, 0.999, 1e-8, 0.01)
+    for p, d in zip(host, dev):
+        np.testing.assert_allclose(nc.asnumpy(d), p, rtol=tol, atol=tol)
+    g = nc.to_device(grads[0][0])
+    assert abs(nc.sum_squares(g) - float(np.sum(grads[0][0].astype(np.float64) ** 2))) < 1e-5
+    nc.scale(g, 0.5)
+    np.testing.assert_allclose(nc.asnumpy(g), grads[0][0] * dtype(0.5), rtol=tol)
+
+
+@needs_cuda
+def test_assign_and_ascontiguous():
+    import numlstm.cuda as nc
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 4, 5))
+    d = nc.zeros((3, 4, 5), np.float64)
+    nc.assign(d, a)
+    np.testing.assert_array_equal(nc.asnumpy(d), a)
+    strided = d[:, 1:3, ::2]
+    assert not strided.is_c_contiguous()
+    c = nc.ascontiguous(strided)
+    assert c.is_c_contiguous()
+    np.testing.assert_array_equal(nc.asnumpy(c), a[:, 1:3, ::2])
+    np.testing.assert_array_equal(nc.asnumpy(nc.ascontiguous(d[1, :, ::2])), a[1, :, ::2])
+    assert nc.ascontiguous(d) is d

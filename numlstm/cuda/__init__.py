@@ -13,9 +13,11 @@ Launch geometry lives in :mod:`numlstm.cuda._kernels` (``THREADS_PER_BLOCK``
 and ``TILE``); tests patch both small.
 """
 
-from numlstm.cuda._arrays import (add, all_finite, asnumpy, copy, empty, is_device_array,
-                                  multiply, swap01, to_device, zeros)
+from numlstm.cuda._arrays import (adam_update, add, all_finite, ascontiguous, asnumpy, assign,
+                                  copy, empty, is_device_array, multiply, scale, sgd_update,
+                                  sum_squares, swap01, to_device, zeros)
 from numlstm.cuda import gru, lstm, rnn
 
 __all__ = ["lstm", "gru", "rnn", "is_device_array", "to_device", "asnumpy", "empty", "zeros",
-           "copy", "add", "multiply", "swap01", "all_finite"]
+           "copy", "assign", "ascontiguous", "add", "multiply", "swap01", "all_finite", "scale",
+           "sum_squares", "sgd_update", "adam_update"]

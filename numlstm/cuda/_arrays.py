@@ -7,13 +7,16 @@ copied to the device. Under the CUDA simulator the device arrays are the
 simulator's ``FakeCUDAArray``.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
 from numlstm.cuda import _kernels
 
-__all__ = ["is_device_array", "to_device", "asnumpy", "empty", "zeros", "copy", "add",
-           "multiply", "swap01", "all_finite"]
+__all__ = ["is_device_array", "to_device", "asnumpy", "empty", "zeros", "copy", "assign",
+           "ascontiguous", "add", "multiply", "swap01", "all_finite", "scale", "sum_squares",
+           "sgd_update", "adam_update"]
 
 
 def is_device_array(a):
@@ -129,3 +132,89 @@ def all_finite(a):
     _kernels.helpers(np.dtype(a.dtype).name)["count_nonfinite"][
         _kernels.blocks(a.size), _kernels.THREADS_PER_BLOCK](_flat(a), count)
     return int(count.copy_to_host()[0]) == 0
+
+
+def assign(dst, src):
+    """Copy ``src`` (host or device, same shape) into the contiguous device array ``dst``."""
+    if is_device_array(src):
+        src = to_device(src, dst.dtype)
+        if src.shape != dst.shape:
+            raise ValueError(f"assign: shapes differ, {dst.shape} and {src.shape}")
+        if dst.size:
+            dst.copy_to_device(ascontiguous(src))
+        return dst
+    src = np.ascontiguousarray(src, dtype=dst.dtype)
+    if src.shape != dst.shape:
+        raise ValueError(f"assign: shapes differ, {dst.shape} and {src.shape}")
+    if dst.size:
+        dst.copy_to_device(src)
+    return dst
+
+
+def ascontiguous(a):
+    """``a`` itself if it is a C-contiguous device array, else a contiguous device copy (1-3 D)."""
+    a = to_device(a)
+    if a.is_c_contiguous() or a.size == 0:
+        return a
+    if a.ndim not in (2, 3):
+        raise ValueError(f"ascontiguous supports 2-D and 3-D arrays, got {a.ndim}-D")
+    out = cuda.device_array(a.shape, a.dtype)
+    name = "copy2d" if a.ndim == 2 else "copy3d"
+    _kernels.helpers(np.dtype(a.dtype).name)[name][
+        _kernels.blocks(a.size), _kernels.THREADS_PER_BLOCK](a, out)
+    return out
+
+
+def scale(a, factor):
+    """``a *= factor`` in place, for a contiguous device array."""
+    a = to_device(a)
+    if a.size:
+        dt = np.dtype(a.dtype)
+        _kernels.helpers(dt.name)["scale"][_kernels.blocks(a.size), _kernels.THREADS_PER_BLOCK](
+            _flat(a), dt.type(factor))
+    return a
+
+
+def sum_squares(a):
+    """The sum of squares of a contiguous device array, as a Python float (float64 sum)."""
+    a = to_device(a)
+    total = cuda.to_device(np.zeros(1, np.float64))
+    if a.size:
+        _kernels.helpers(np.dtype(a.dtype).name)["sum_squares"][
+            _kernels.blocks(a.size), _kernels.THREADS_PER_BLOCK](_flat(a), total)
+    return float(total.copy_to_host()[0])
+
+
+def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, weight_decay=0.0):
+    """One fused ``torch.optim.SGD`` step on device arrays, in place.
+
+    ``v = momentum * v + (g + weight_decay * param)``, then
+    ``param -= learning_rate * (g + momentum * v if nesterov else v)``, as
+    :class:`numlstm.optim.SGD` does on the host.
+    """
+    dt = np.dtype(param.dtype)
+    if param.size:
+        _kernels.helpers(dt.name)["sgd_update"][
+            _kernels.blocks(param.size), _kernels.THREADS_PER_BLOCK](
+            _flat(param), _flat(to_device(grad, dt)), _flat(velocity), dt.type(learning_rate),
+            dt.type(momentum), bool(nesterov), dt.type(weight_decay))
+    return param
+
+
+def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon,
+                weight_decay=0.0):
+    """One fused ``torch.optim.Adam`` step (``step`` counts from 1) on device arrays, in place.
+
+    Same arithmetic as :class:`numlstm.optim.Adam`: moments updated in place,
+    ``param -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
+    """
+    dt = np.dtype(param.dtype)
+    step_size = learning_rate / (1 - beta_1 ** step)
+    root_correction = math.sqrt(1 - beta_2 ** step)
+    if param.size:
+        _kernels.helpers(dt.name)["adam_update"][
+            _kernels.blocks(param.size), _kernels.THREADS_PER_BLOCK](
+            _flat(param), _flat(to_device(grad, dt)), _flat(m), _flat(v), dt.type(step_size),
+            dt.type(beta_1), dt.type(beta_2), dt.type(root_correction), dt.type(epsilon),
+            dt.type(weight_decay))
+    return param

@@ -144,6 +144,7 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, bias=None, accumulate=False
 
 def _helper_sources(dtype):
     zero = np.dtype(dtype).type(0)
+    one = np.dtype(dtype).type(1)
 
     def colsum(a, out):
         """out[n] = sum over rows of a[:, n]; one thread per column."""
@@ -188,8 +189,62 @@ def _helper_sources(dtype):
             if not math.isfinite(v):
                 cuda.atomic.add(count, 0, 1)
 
+    def copy2d(a, out):
+        idx = cuda.grid(1)
+        n1 = out.shape[1]
+        if idx < out.shape[0] * n1:
+            i = idx // n1
+            j = idx - i * n1
+            out[i, j] = a[i, j]
+
+    def copy3d(a, out):
+        idx = cuda.grid(1)
+        n1 = out.shape[1]
+        n2 = out.shape[2]
+        if idx < out.shape[0] * n1 * n2:
+            k = idx % n2
+            rest = idx // n2
+            j = rest % n1
+            i = rest // n1
+            out[i, j, k] = a[i, j, k]
+
+    def scale(a, factor):
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            a[i] *= factor
+
+    def sum_squares(a, total):
+        """total[0] += sum of a**2 (float64 atomics; one thread per element)."""
+        i = cuda.grid(1)
+        if i < a.shape[0]:
+            v = np.float64(a[i])
+            cuda.atomic.add(total, 0, v * v)
+
+    def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+        """torch.optim.SGD: v = m v + g; param -= lr (g + m v if nesterov else v)."""
+        i = cuda.grid(1)
+        if i < param.shape[0]:
+            g = grad[i] + weight_decay * param[i]
+            v = momentum * velocity[i] + g
+            velocity[i] = v
+            step = g + momentum * v if nesterov else v
+            param[i] -= lr * step
+
+    def adam_update(param, grad, m, v, step_size, beta_1, beta_2, root_correction, epsilon,
+                    weight_decay):
+        """torch.optim.Adam with bias correction folded into step_size and root_correction."""
+        i = cuda.grid(1)
+        if i < param.shape[0]:
+            g = grad[i] + weight_decay * param[i]
+            mi = beta_1 * m[i] + (one - beta_1) * g
+            vi = beta_2 * v[i] + (one - beta_2) * g * g
+            m[i] = mi
+            v[i] = vi
+            param[i] -= step_size * mi / (math.sqrt(vi) / root_correction + epsilon)
+
     return dict(colsum=colsum, fill=fill, add=add, multiply=multiply, swap01=swap01,
-                count_nonfinite=count_nonfinite)
+                count_nonfinite=count_nonfinite, copy2d=copy2d, copy3d=copy3d, scale=scale,
+                sum_squares=sum_squares, sgd_update=sgd_update, adam_update=adam_update)
 
 
 @functools.lru_cache(maxsize=None)

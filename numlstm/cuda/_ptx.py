@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 
 # Argument codes: A1/A2/A3 float array of that many dims, L int64 vector,
-# I int64 scalar, b boolean, F float scalar.
+# I int64 scalar, b boolean, F float scalar, D float64 vector.
 SIGNATURES = {
     "_kernels": {
         "colsum": "A2 A1",
@@ -23,6 +23,12 @@ SIGNATURES = {
         "multiply": "A1 A1 A1",
         "swap01": "A3 A3",
         "count_nonfinite": "A1 L",
+        "copy2d": "A2 A2",
+        "copy3d": "A3 A3",
+        "scale": "A1 F",
+        "sum_squares": "A1 D",
+        "sgd_update": "A1 A1 A1 F F b F",
+        "adam_update": "A1 A1 A1 A1 F F F F F F",
     },
     "lstm": {
         "step_forward": "A3 A2 A2 L I A2 A2 A2 b A3 A3 I b A3 I",
@@ -47,7 +53,8 @@ def _signature(codes, dtype):
     ftype = types.float32 if np.dtype(dtype) == np.float32 else types.float64
     table = {"A1": types.Array(ftype, 1, "A"), "A2": types.Array(ftype, 2, "A"),
              "A3": types.Array(ftype, 3, "A"), "L": types.Array(types.int64, 1, "A"),
-             "I": types.int64, "b": types.boolean, "F": ftype}
+             "I": types.int64, "b": types.boolean, "F": ftype,
+             "D": types.Array(types.float64, 1, "A")}
     return tuple(table[c] for c in codes.split())
 
 
@@ -108,7 +115,8 @@ def _compile_all(cc, tile):
             key = f"{mod_name}.{name}[{dtype}]"
             if dtype == "float32":
                 body = text[text.index("{"):]
-                widened = [line for line in body.splitlines() if ".f64" in line]
+                widened = [line for line in body.splitlines()
+                           if ".f64" in line and name != "sum_squares"]
                 assert not widened, f"{key} does float64 arithmetic: {widened[:3]}"
             ptx[key] = text
     return ptx

@@ -10,7 +10,7 @@ arguments are used, and updated, where they are.
 import numpy as np
 
 from numlstm.cuda import _kernels
-from numlstm.cuda._arrays import is_device_array, to_device
+from numlstm.cuda._arrays import ascontiguous, is_device_array, to_device
 from numlstm.cuda._kernels import colsum, gemm
 
 
@@ -32,9 +32,13 @@ class Staged:
         self._writeback = []
 
     def array(self, a, inplace=False):
-        """``a`` on the device; if ``inplace`` and ``a`` is a host array, copy back in :meth:`finish`."""
+        """``a`` on the device; if ``inplace`` and ``a`` is a host array, copy back in :meth:`finish`.
+
+        A strided device array that is only read is copied to a contiguous one
+        (the batched GEMMs view it as 2-D); one updated in place is used as it is.
+        """
         if is_device_array(a):
-            return to_device(a, self.dtype)
+            return to_device(a, self.dtype) if inplace else ascontiguous(to_device(a, self.dtype))
         d = to_device(np.asarray(a, dtype=self.dtype))
         if inplace:
             if not isinstance(a, np.ndarray) or a.dtype != self.dtype:
