@@ -1,0 +1,1 @@
+"""asv benchmarks for numlstm; see docs/performance.md and benchmarks/compare.py."""
