@@ -36,7 +36,7 @@ _READ_ERRORS = (
 )
 
 
-def portable_array(name, values):
+def _portable(name, values):
     """``values`` as an array that ``np.load(allow_pickle=False)`` can read back.
 
     Object arrays of strings become unicode arrays; any other object array
@@ -57,7 +57,7 @@ def write_model(path, metadata, arrays):
     ``path`` is used as given (no ``.npz`` is appended).
     """
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **metadata}
-    payload = {name: portable_array(name, value) for name, value in arrays.items()}
+    payload = {name: _portable(name, value) for name, value in arrays.items()}
     payload[_METADATA_KEY] = np.array(json.dumps(header, allow_nan=True))
     with open(path, "wb") as f:
         np.savez(f, **payload)
