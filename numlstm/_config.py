@@ -1,13 +1,24 @@
-"""Numba settings shared by every kernel, in one place.
+"""Numba settings and thread policy shared by every kernel, in one place.
 
 ``FASTMATH`` is a set of LLVM fast-math flags that leaves out ``nnan`` and
 ``ninf``, so NaN and infinity checks inside kernels keep working. ``CACHE``
 turns on Numba's on-disk cache so that a fresh process does not recompile.
 Set ``NUMLSTM_DISABLE_CACHE=1`` in the environment to compile in memory only.
+
+Threads: the recurrence of one sequence is sequential, but the rows of a
+batch are independent for the whole sequence. So the time-loop kernels run on
+slices of the batch in ``num_threads()`` Python threads (the kernels release
+the GIL), each with single-threaded BLAS for its per-step products. That needs
+no synchronisation per step. The GEMMs over every step at once (the input
+projection and the weight gradients) run outside, on the multi-threaded BLAS.
+``num_threads()`` follows ``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS``
+or ``numba.set_num_threads`` sets it.
 """
 
+import atexit
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -19,13 +30,46 @@ SUPPORTED_DTYPES = (np.float32, np.float64)
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 
+_pool = None
+_blas = None
+
+
+def num_threads():
+    """Threads numlstm uses for its time loops: ``numba.get_num_threads()``."""
+    return numba.get_num_threads()
+
+
+def _thread_pool():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                   thread_name_prefix="numlstm")
+        atexit.register(_pool.shutdown)
+    return _pool
+
 
 @contextlib.contextmanager
-def num_threads(n):
-    """Run a block with ``n`` Numba threads, restoring the previous count afterwards."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
+def single_threaded_blas():
+    """Limit BLAS to one thread, restoring the previous setting afterwards."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
         yield
-    finally:
-        numba.set_num_threads(previous)
+
+
+def run_on_rows(fn, n_rows):
+    """Call ``fn(b0, b1)`` on contiguous row ranges covering ``range(n_rows)``.
+
+    The ranges run concurrently in ``num_threads()`` threads, with BLAS held
+    to one thread each. Returns the list of results, in row order.
+    """
+    n = max(1, min(num_threads(), n_rows))
+    bounds = [n_rows * k // n for k in range(n + 1)]
+    with single_threaded_blas():
+        if n == 1:
+            return [fn(0, n_rows)]
+        futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]
+        return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]

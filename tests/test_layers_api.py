@@ -282,3 +282,27 @@ def test_gate_states_gru_rnn_and_coupled_keys():
 def test_repr():
     assert repr(numlstm.LSTM(3, 4, proj_size=2, bidirectional=True)) == \
         "LSTM(3, 4, bidirectional=True, dtype='float32', proj_size=2)"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batch_split_across_threads_matches_one_thread(cell):
+    """The time loops run on slices of the batch in several threads; one thread agrees."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    layer = CLASSES[cell](3, 4, bidirectional=True, dtype="float64", seed=0,
+                          **({"peephole": True} if cell == "lstm" else {}))
+    x = rng.standard_normal((6, 5, 3))
+    lengths = [6, 2, 5, 4, 1]
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            out, final = layer(x, lengths=lengths)
+            grads = layer.backward(np.ones_like(out))
+            results.append((out, *as_tuple(final), grads[0], *layer.grads.values()))
+        finally:
+            numba.set_num_threads(previous)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -19,7 +19,7 @@ and hidden projections are kept apart for the n row.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS
+from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid_inplace, tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
@@ -45,31 +45,32 @@ def _gru_cell(a, r, h):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off):
+def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
     ``gates`` (T, B, 3H) holds ``x @ W_ih.T + b_ih`` and is overwritten with
     the activations (r, z, n). ``h`` (B, H) is the initial state on entry and
     the final state on exit. ``hs`` (T + 1, B, H) stores every state and
     ``hn`` (T, B, H) the hidden n-row projection ``W_hn h + b_hn``, both for
-    backward; both are empty along axis 0 for inference.
+    backward; both are empty along axis 0 for inference. Only batch rows
+    ``b0:b1`` are touched, so calls on disjoint rows may run concurrently.
     """
-    T, B, G = gates.shape
+    T, _, G = gates.shape
     H = h.shape[1]
     store = hs.shape[0] > 0
-    hh = np.empty((B, G), gates.dtype)
+    hh = np.empty((b1 - b0, G), gates.dtype)
     w_hh_t = w_hh.T
     if store:
-        hs[T if reverse else 0] = h
+        hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h, w_hh_t, hh)
-        for b in range(B):
+        np.dot(h[b0:b1], w_hh_t, hh)
+        for b in range(b0, b1):
             o = out[t, b, off:off + H]
             if t >= lengths[b]:
                 o[:] = 0
                 continue
-            r = hh[b]
+            r = hh[b - b0]
             for k in range(G):
                 r[k] += b_hh[k]
             _gru_cell(gates[t, b], r, h[b])
@@ -78,7 +79,7 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off):
             o[:] = h[b]
         if store:
             _, new = slots(t, reverse)
-            hs[new] = h
+            hs[new, b0:b1] = h[b0:b1]
 
 
 @njit(**JIT_OPTIONS)
@@ -107,31 +108,32 @@ def _gru_cell_backward(a, hp, hn, dh, dgx, dgh):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh):
+def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh, b0, b1):
     """Back-propagate through every step.
 
     ``dh`` (B, H) holds the gradient of the final state on entry and of the
     initial state on exit. ``dgx`` and ``dgh`` (T, B, 3H) receive the
     gradients of the input-side and hidden-side pre-activations; they differ
-    only in the n rows, where the hidden side is scaled by r.
+    only in the n rows, where the hidden side is scaled by r. Only batch
+    rows ``b0:b1`` are touched.
     """
-    T, B, G = gates.shape
+    T = gates.shape[0]
     H = dh.shape[1]
-    dh_prev = np.empty((B, H), gates.dtype)
+    dh_prev = np.empty((b1 - b0, H), gates.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s
         prev, _ = slots(t, reverse)
-        for b in range(B):
+        for b in range(b0, b1):
             if t >= lengths[b]:
                 dgx[t, b] = 0
                 dgh[t, b] = 0
                 continue
             dh[b] += grad_out[t, b, off:off + H]
             _gru_cell_backward(gates[t, b], hs[prev, b], hn[t, b], dh[b], dgx[t, b], dgh[t, b])
-        np.dot(dgh[t], w_hh, dh_prev)
-        for b in range(B):
+        np.dot(dgh[t, b0:b1], w_hh, dh_prev)
+        for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] += dh_prev[b]
+                dh[b] += dh_prev[b - b0]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
@@ -144,7 +146,8 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     gates = input_projection(x, p["weight_ih"], p["bias_ih"])
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
-    _gru_forward(gates, p["weight_hh"], p["bias_hh"], lengths, reverse, h, hs, hn, out, off)
+    run_on_rows(lambda b0, b1: _gru_forward(gates, p["weight_hh"], p["bias_hh"], lengths, reverse,
+                                            h, hs, hn, out, off, b0, b1), h.shape[0])
     return (x, gates, hs, hn) if store else None
 
 
@@ -154,7 +157,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    _gru_backward(gates, p["weight_hh"], lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh)
+    run_on_rows(lambda b0, b1: _gru_backward(gates, p["weight_hh"], lengths, reverse, hs, hn,
+                                             grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
 
 

@@ -32,7 +32,7 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS
+from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid_inplace, tanh, tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
@@ -74,8 +74,8 @@ def _lstm_cell(a, r, c, m, peep, coupled):
 
 
 @njit(**JIT_OPTIONS)
-def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, off):
-    """Run the recurrence over every step, in place.
+def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, off, b0, b1):
+    """Run the recurrence over every step for batch rows ``b0:b1``, in place.
 
     Parameters
     ----------
@@ -96,48 +96,43 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         Every state, stored for backward (see ``slots``); empty for inference.
     out : ndarray (T, B, D * P)
         Layer output; this direction writes columns ``off:off + P``.
+    b0, b1 : int
+        The batch rows this call owns; calls on disjoint rows may run
+        concurrently.
     """
-    T, B, G = gates.shape
+    T, _, G = gates.shape
     H = c.shape[1]
     P = h.shape[1]
     coupled = G == 3 * H
     project = w_hr.shape[0] > 0
     store = hs.shape[0] > 0
-    hh = np.empty((B, G), gates.dtype)
-    m = np.empty((B, H), gates.dtype)
-    hp = np.empty((B, P), gates.dtype)
+    hh = np.empty((b1 - b0, G), gates.dtype)
+    m = np.empty((b1 - b0, H), gates.dtype)
+    hp = np.empty((b1 - b0, P), gates.dtype) if project else m
     w_hh_t = w_hh.T
     w_hr_t = w_hr.T
     if store:
-        hs[T if reverse else 0] = h
-        cs[T if reverse else 0] = c
+        hs[T if reverse else 0, b0:b1] = h[b0:b1]
+        cs[T if reverse else 0, b0:b1] = c[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h, w_hh_t, hh)
-        for b in range(B):
-            if t >= lengths[b]:
-                continue
-            _lstm_cell(gates[t, b], hh[b], c[b], m[b], peep, coupled)
-            if not project:
-                for j in range(P):
-                    h[b, j] = m[b, j]
+        np.dot(h[b0:b1], w_hh_t, hh)
+        for b in range(b0, b1):
+            if t < lengths[b]:
+                _lstm_cell(gates[t, b], hh[b - b0], c[b], m[b - b0], peep, coupled)
         if project:
             np.dot(m, w_hr_t, hp)
-            for b in range(B):
-                if t < lengths[b]:
-                    h[b] = hp[b]
-        for b in range(B):
-            o = out[t, b]
+        for b in range(b0, b1):
+            o = out[t, b, off:off + P]
             if t < lengths[b]:
-                for j in range(P):
-                    o[off + j] = h[b, j]
+                h[b] = hp[b - b0]
+                o[:] = h[b]
             else:
-                for j in range(P):
-                    o[off + j] = 0
+                o[:] = 0
         if store:
             _, new = slots(t, reverse)
-            hs[new] = h
-            cs[new] = c
+            hs[new, b0:b1] = h[b0:b1]
+            cs[new, b0:b1] = c[b0:b1]
 
 
 @njit(**JIT_OPTIONS)
@@ -190,50 +185,52 @@ def _lstm_cell_backward(a, cp, cn, dm, dc, dg, peep, dpeep, coupled):
 
 @njit(**JIT_OPTIONS)
 def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, off,
-                   dh, dc, dgates, dpeep, dhp, ms):
-    """Back-propagate through every step.
+                   dh, dc, dgates, dpeep, dhp, ms, b0, b1):
+    """Back-propagate through every step for batch rows ``b0:b1``.
 
     ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored.
     ``dh``/``dc`` hold the gradient of the final state on entry and of the
     initial state on exit. ``dgates`` (T, B, G) receives the gradient of the
     gate pre-activations (zero on finished rows); ``dpeep`` accumulates the
-    peephole gradient. With a projection, ``dhp`` (T, B, P) receives the
-    gradient of each projected output and ``ms`` (T, B, H) the unprojected
-    output :math:`o \\odot \\tanh(c)`, for the ``W_hr`` gradient GEMM.
+    peephole gradient of these rows. With a projection, ``dhp`` (T, B, P)
+    receives the gradient of each projected output and ``ms`` (T, B, H) the
+    unprojected output :math:`o \\odot \\tanh(c)`, for the ``W_hr`` GEMM.
     """
-    T, B, G = gates.shape
+    T, _, G = gates.shape
     H = dc.shape[1]
     P = dh.shape[1]
     coupled = G == 3 * H
     project = w_hr.shape[0] > 0
     o_off = 2 * H if coupled else 3 * H
-    dm = np.empty((B, H), gates.dtype)
-    dh_prev = np.empty((B, P), gates.dtype)
+    dm = np.empty((b1 - b0, H), gates.dtype)
+    dh_prev = np.empty((b1 - b0, P), gates.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s
         prev, new = slots(t, reverse)
-        for b in range(B):
+        for b in range(b0, b1):
             if t < lengths[b]:
-                for j in range(P):
-                    dh[b, j] += grad_out[t, b, off + j]
+                dh[b] += grad_out[t, b, off:off + P]
         if project:
-            for b in range(B):
-                active = t < lengths[b]
-                for j in range(P):
-                    dhp[t, b, j] = dh[b, j] if active else 0
-                for j in range(H):
-                    ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j]) if active else 0
-            np.dot(dh, w_hr, dm)
-        for b in range(B):
+            for b in range(b0, b1):
+                if t < lengths[b]:
+                    dhp[t, b] = dh[b]
+                    for j in range(H):
+                        ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j])
+                else:
+                    dhp[t, b] = 0
+                    ms[t, b] = 0
+            np.dot(dh[b0:b1], w_hr, dm)
+        for b in range(b0, b1):
             if t >= lengths[b]:
                 dgates[t, b] = 0
                 continue
-            _lstm_cell_backward(gates[t, b], cs[prev, b], cs[new, b], dm[b] if project else dh[b],
-                                dc[b], dgates[t, b], peep, dpeep, coupled)
-        np.dot(dgates[t], w_hh, dh_prev)
-        for b in range(B):
+            _lstm_cell_backward(gates[t, b], cs[prev, b], cs[new, b],
+                                dm[b - b0] if project else dh[b], dc[b], dgates[t, b], peep,
+                                dpeep, coupled)
+        np.dot(dgates[t, b0:b1], w_hh, dh_prev)
+        for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] = dh_prev[b]
+                dh[b] = dh_prev[b - b0]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
@@ -267,8 +264,9 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
     cs = np.empty((depth,) + c.shape, x.dtype)
-    _lstm_forward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
-                  reverse, h, c, hs, cs, out, off)
+    run_on_rows(lambda b0, b1: _lstm_forward(gates, p["weight_hh"], p["weight_hr"],
+                                             p["weight_peephole"], lengths, reverse, h, c, hs,
+                                             cs, out, off, b0, b1), B)
     return (x, gates, hs, cs) if store else None
 
 
@@ -286,11 +284,16 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     H = cs.shape[2]
     project = p["weight_hr"].shape[0] > 0
     dgates = np.empty_like(gates)
-    dpeep = np.zeros_like(p["weight_peephole"])
     dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
-    _lstm_backward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
-                   reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms)
+
+    def rows(b0, b1):
+        dpeep = np.zeros_like(p["weight_peephole"])
+        _lstm_backward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
+                       reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1)
+        return dpeep
+
+    dpeep = sum(run_on_rows(rows, B))
     dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
     grads["weight_peephole"] = dpeep
     grads["weight_hr"] = (dhp.reshape(T * B, P).T @ ms.reshape(T * B, H)

@@ -11,38 +11,39 @@ As in ``torch.nn.RNN`` (Elman 1990, "Finding structure in time"):
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS
+from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import tanh_inplace
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off):
+def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
     ``gates`` (T, B, H) holds the input projection plus both biases and is
     overwritten with the new states. ``h`` (B, H) is the initial state on
     entry and the final one on exit; ``hs`` (T + 1, B, H) stores every state
-    for backward, or is empty for inference.
+    for backward, or is empty for inference. Only batch rows ``b0:b1`` are
+    touched, so calls on disjoint rows may run concurrently.
     """
-    T, B, H = gates.shape
+    T, _, H = gates.shape
     zero = gates.dtype.type(0)
     store = hs.shape[0] > 0
-    hh = np.empty((B, H), gates.dtype)
+    hh = np.empty((b1 - b0, H), gates.dtype)
     w_hh_t = w_hh.T
     if store:
-        hs[T if reverse else 0] = h
+        hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h, w_hh_t, hh)
-        for b in range(B):
+        np.dot(h[b0:b1], w_hh_t, hh)
+        for b in range(b0, b1):
             o = out[t, b, off:off + H]
             if t >= lengths[b]:
                 o[:] = 0
                 continue
             a = gates[t, b]
             for j in range(H):
-                a[j] += hh[b, j]
+                a[j] += hh[b - b0, j]
             if relu:
                 for j in range(H):
                     a[j] = max(a[j], zero)
@@ -52,24 +53,25 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off):
             o[:] = a
         if store:
             _, new = slots(t, reverse)
-            hs[new] = h
+            hs[new, b0:b1] = h[b0:b1]
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates):
+def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates, b0, b1):
     """Back-propagate through every step.
 
     ``dh`` (B, H) holds the gradient of the final state on entry and of the
     initial state on exit; ``dgates`` (T, B, H) receives the gradient of the
-    pre-activations (zero on finished rows).
+    pre-activations (zero on finished rows). Only batch rows ``b0:b1`` are
+    touched.
     """
-    T, B, H = gates.shape
+    T, _, H = gates.shape
     one = gates.dtype.type(1)
     zero = gates.dtype.type(0)
-    dh_prev = np.empty((B, H), gates.dtype)
+    dh_prev = np.empty((b1 - b0, H), gates.dtype)
     for s in range(T):
         t = s if reverse else T - 1 - s
-        for b in range(B):
+        for b in range(b0, b1):
             dg = dgates[t, b]
             if t >= lengths[b]:
                 dg[:] = 0
@@ -79,10 +81,10 @@ def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates
             for j in range(H):
                 d = dh[b, j] + g[j]
                 dg[j] = (d if a[j] > zero else zero) if relu else d * (one - a[j] * a[j])
-        np.dot(dgates[t], w_hh, dh_prev)
-        for b in range(B):
+        np.dot(dgates[t, b0:b1], w_hh, dh_prev)
+        for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] = dh_prev[b]
+                dh[b] = dh_prev[b - b0]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
@@ -94,7 +96,8 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     T = x.shape[0]
     gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
-    _rnn_forward(gates, p["weight_hh"], relu, lengths, reverse, h, hs, out, off)
+    run_on_rows(lambda b0, b1: _rnn_forward(gates, p["weight_hh"], relu, lengths, reverse, h, hs,
+                                            out, off, b0, b1), h.shape[0])
     return (x, gates, hs) if store else None
 
 
@@ -103,7 +106,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     x, gates, hs = cache
     (dh,) = dstate
     dgates = np.empty_like(gates)
-    _rnn_backward(gates, p["weight_hh"], relu, lengths, reverse, grad_out, off, dh, dgates)
+    run_on_rows(lambda b0, b1: _rnn_backward(gates, p["weight_hh"], relu, lengths, reverse,
+                                             grad_out, off, dh, dgates, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
 
 
