@@ -314,9 +314,8 @@ class _SequenceEstimator(BaseEstimator):
             config.update(peephole=self.peephole, coupled=self.coupled, forget_bias=float(self.forget_bias))
         self._net = SequenceNet(config)
         self.loss_curve_ = []
-        self.validation_scores_ = [] if self.early_stopping else None
         self.best_loss_ = np.inf
-        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.validation_scores_ = self.best_validation_score_ = None
         self.n_iter_ = 0
 
     def _check_architecture(self):
@@ -349,6 +348,9 @@ class _SequenceEstimator(BaseEstimator):
             self._optimizer = self._make_optimizer()
         x, lengths = self._scaled(seqs), seqs.lengths
         train, val = np.arange(len(lengths)), None
+        if not partial:  # each fit call holds out and tracks its own validation set
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
         if self.early_stopping and not partial:
             stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
             train, val = train_test_split(train, test_size=self.validation_fraction, random_state=self._rng, stratify=stratify)

@@ -244,6 +244,8 @@ def test_partial_fit_and_warm_start():
     reg.fit(X, X[:, -1, 0])
     assert reg.n_iter_ == 6 and len(reg.loss_curve_) == 6
     assert not np.array_equal(first["head.weight"], weights(reg)["head.weight"])
+    reg.set_params(early_stopping=True).fit(X, X[:, -1, 0])  # a fresh validation record per fit
+    assert reg.n_iter_ == 9 and len(reg.validation_scores_) == 3
     with pytest.raises(ValueError, match="hidden_size"):
         reg.set_params(hidden_size=3).fit(X, X[:, -1, 0])
     cold = LSTMRegressor(**TINY).fit(X, X[:, -1, 0]).fit(X, X[:, -1, 0])
@@ -518,3 +520,13 @@ def test_invalid_hyper_parameters(params, error, match):
     assert est.get_params()[next(iter(params))] == params[next(iter(params))]  # __init__ stores only
     with pytest.raises(error, match=match):
         est.fit(X, X[:, -1, 0])
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    from numlstm._backend import cuda_available
+
+    if cuda_available():
+        pytest.skip("a CUDA device is present")
+    X, _ = sequences(n=5)
+    with pytest.raises(ValueError, match="cuda"):
+        LSTMRegressor(device="cuda", **TINY).fit(X, X[:, -1, 0])
