@@ -113,7 +113,7 @@ class SequenceNet:
         outputs : ndarray of shape (n_rows, n_outputs)
             One row per sequence, or per valid step (sample-major) when per-step.
         cache : tuple
-            What :meth:`backward` needs (None-free only outside ``no_grad``).
+            What :meth:`backward` needs; useless after a forward under ``no_grad``.
         """
         out, _ = self.layer(x, lengths=lengths)
         rows, where = self._rows(out, lengths)

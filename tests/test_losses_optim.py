@@ -100,7 +100,12 @@ def test_optimizers_match_torch():
     torch = pytest.importorskip("torch")
     cases = [
         (Adam, torch.optim.Adam, dict(learning_rate=0.01, weight_decay=0.1), dict(lr=0.01, weight_decay=0.1)),
-        (SGD, torch.optim.SGD, dict(learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01), dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        (
+            SGD,
+            torch.optim.SGD,
+            dict(learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+            dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        ),
     ]
     rng = np.random.default_rng(4)
     for ours, theirs, kwargs, torch_kwargs in cases:
