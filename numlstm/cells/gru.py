@@ -21,6 +21,7 @@ from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid_inplace, tanh_inplace
+from numlstm.cells.gemm import matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -59,12 +60,11 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b
     H = h.shape[1]
     store = hs.shape[0] > 0
     hh = np.empty((b1 - b0, G), gates.dtype)
-    w_hh_t = w_hh.T
     if store:
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h[b0:b1], w_hh_t, hh)
+        matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
             o = out[t, b, off:off + H]
             if t >= lengths[b]:
@@ -108,9 +108,10 @@ def _gru_cell_backward(a, hp, hn, dh, dgx, dgh):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh, b0, b1):
+def _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh, b0, b1):
     """Back-propagate through every step.
 
+    ``w_hh_t`` (H, 3H) is the transposed recurrent weight, C-contiguous.
     ``dh`` (B, H) holds the gradient of the final state on entry and of the
     initial state on exit. ``dgx`` and ``dgh`` (T, B, 3H) receive the
     gradients of the input-side and hidden-side pre-activations; they differ
@@ -130,7 +131,7 @@ def _gru_backward(gates, w_hh, lengths, reverse, hs, hn, grad_out, off, dh, dgx,
                 continue
             dh[b] += grad_out[t, b, off:off + H]
             _gru_cell_backward(gates[t, b], hs[prev, b], hn[t, b], dh[b], dgx[t, b], dgh[t, b])
-        np.dot(dgh[t, b0:b1], w_hh, dh_prev)
+        matmul_nt(dgh[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 dh[b] += dh_prev[b - b0]
@@ -157,7 +158,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    run_on_rows(lambda b0, b1: _gru_backward(gates, p["weight_hh"], lengths, reverse, hs, hn,
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn,
                                              grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
 

@@ -34,6 +34,7 @@ from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid_inplace, tanh, tanh_inplace
+from numlstm.cells.gemm import matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -109,19 +110,17 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
     hh = np.empty((b1 - b0, G), gates.dtype)
     m = np.empty((b1 - b0, H), gates.dtype)
     hp = np.empty((b1 - b0, P), gates.dtype) if project else m
-    w_hh_t = w_hh.T
-    w_hr_t = w_hr.T
     if store:
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
         cs[T if reverse else 0, b0:b1] = c[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h[b0:b1], w_hh_t, hh)
+        matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
             if t < lengths[b]:
                 _lstm_cell(gates[t, b], hh[b - b0], c[b], m[b - b0], peep, coupled)
         if project:
-            np.dot(m, w_hr_t, hp)
+            matmul_nt(m, w_hr, hp)
         for b in range(b0, b1):
             o = out[t, b, off:off + P]
             if t < lengths[b]:
@@ -184,12 +183,13 @@ def _lstm_cell_backward(a, cp, cn, dm, dc, dg, peep, dpeep, coupled):
 
 
 @njit(**JIT_OPTIONS)
-def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, off,
+def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_out, off,
                    dh, dc, dgates, dpeep, dhp, ms, b0, b1):
     """Back-propagate through every step for batch rows ``b0:b1``.
 
-    ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored.
-    ``dh``/``dc`` hold the gradient of the final state on entry and of the
+    ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored;
+    ``w_hh_t`` (P, G) and ``w_hr_t`` (H, P) are the transposed weights, as
+    C-contiguous arrays. ``dh``/``dc`` hold the gradient of the final state on entry and of the
     initial state on exit. ``dgates`` (T, B, G) receives the gradient of the
     gate pre-activations (zero on finished rows); ``dpeep`` accumulates the
     peephole gradient of these rows. With a projection, ``dhp`` (T, B, P)
@@ -200,7 +200,7 @@ def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, 
     H = dc.shape[1]
     P = dh.shape[1]
     coupled = G == 3 * H
-    project = w_hr.shape[0] > 0
+    project = w_hr_t.shape[1] > 0
     o_off = 2 * H if coupled else 3 * H
     dm = np.empty((b1 - b0, H), gates.dtype)
     dh_prev = np.empty((b1 - b0, P), gates.dtype)
@@ -219,7 +219,7 @@ def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, 
                 else:
                     dhp[t, b] = 0
                     ms[t, b] = 0
-            np.dot(dh[b0:b1], w_hr, dm)
+            matmul_nt(dh[b0:b1], w_hr_t, dm)
         for b in range(b0, b1):
             if t >= lengths[b]:
                 dgates[t, b] = 0
@@ -227,7 +227,7 @@ def _lstm_backward(gates, w_hh, w_hr, peep, lengths, reverse, hs, cs, grad_out, 
             _lstm_cell_backward(gates[t, b], cs[prev, b], cs[new, b],
                                 dm[b - b0] if project else dh[b], dc[b], dgates[t, b], peep,
                                 dpeep, coupled)
-        np.dot(dgates[t, b0:b1], w_hh, dh_prev)
+        matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 dh[b] = dh_prev[b - b0]
@@ -286,11 +286,13 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dgates = np.empty_like(gates)
     dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    w_hr_t = np.ascontiguousarray(p["weight_hr"].T)
 
     def rows(b0, b1):
         dpeep = np.zeros_like(p["weight_peephole"])
-        _lstm_backward(gates, p["weight_hh"], p["weight_hr"], p["weight_peephole"], lengths,
-                       reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1)
+        _lstm_backward(gates, w_hh_t, w_hr_t, p["weight_peephole"], lengths, reverse, hs, cs,
+                       grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1)
         return dpeep
 
     dpeep = sum(run_on_rows(rows, B))

@@ -13,6 +13,7 @@ from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import tanh_inplace
+from numlstm.cells.gemm import matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -30,12 +31,11 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
     zero = gates.dtype.type(0)
     store = hs.shape[0] > 0
     hh = np.empty((b1 - b0, H), gates.dtype)
-    w_hh_t = w_hh.T
     if store:
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        np.dot(h[b0:b1], w_hh_t, hh)
+        matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
             o = out[t, b, off:off + H]
             if t >= lengths[b]:
@@ -57,11 +57,12 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates, b0, b1):
+def _rnn_backward(gates, w_hh_t, relu, lengths, reverse, grad_out, off, dh, dgates, b0, b1):
     """Back-propagate through every step.
 
-    ``dh`` (B, H) holds the gradient of the final state on entry and of the
-    initial state on exit; ``dgates`` (T, B, H) receives the gradient of the
+    ``w_hh_t`` is the transposed recurrent weight, C-contiguous. ``dh``
+    (B, H) holds the gradient of the final state on entry and of the initial
+    state on exit; ``dgates`` (T, B, H) receives the gradient of the
     pre-activations (zero on finished rows). Only batch rows ``b0:b1`` are
     touched.
     """
@@ -81,7 +82,7 @@ def _rnn_backward(gates, w_hh, relu, lengths, reverse, grad_out, off, dh, dgates
             for j in range(H):
                 d = dh[b, j] + g[j]
                 dg[j] = (d if a[j] > zero else zero) if relu else d * (one - a[j] * a[j])
-        np.dot(dgates[t, b0:b1], w_hh, dh_prev)
+        matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 dh[b] = dh_prev[b - b0]
@@ -106,7 +107,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     x, gates, hs = cache
     (dh,) = dstate
     dgates = np.empty_like(gates)
-    run_on_rows(lambda b0, b1: _rnn_backward(gates, p["weight_hh"], relu, lengths, reverse,
+    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
+    run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, relu, lengths, reverse,
                                              grad_out, off, dh, dgates, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
 

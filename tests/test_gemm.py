@@ -1,0 +1,19 @@
+"""The in-place per-step product ``out = a @ b.T``, on both of its paths and every edge."""
+
+import numpy as np
+import pytest
+
+from numlstm.cells.gemm import BLAS_MIN_ROWS, matmul_nt
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, BLAS_MIN_ROWS - 1, BLAS_MIN_ROWS, 33])
+@pytest.mark.parametrize("cols", [1, 3, 4, 9, 16])
+def test_matches_numpy(rows, cols, dtype, tol):
+    rng = np.random.default_rng(rows * 100 + cols)
+    a = rng.standard_normal((rows, 13)).astype(dtype)
+    b = rng.standard_normal((cols, 13)).astype(dtype)
+    out = np.full((rows, cols), np.nan, dtype)
+    matmul_nt(a, b, out)
+    expected = a.astype(np.float64) @ b.T.astype(np.float64)
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
