@@ -1,9 +1,29 @@
-"""numlstm: Numba-accelerated LSTM, GRU and RNN layers and estimators for scientific sequences."""
+"""numlstm: Numba-accelerated LSTM, GRU and RNN layers and estimators for scientific sequences.
+
+The layers import with NumPy and Numba alone. The estimators and ``load``
+bring in scikit-learn and xarray, so they are imported on first use, which
+keeps ``import numlstm`` fast.
+"""
+
+import importlib
 
 from numlstm.layers import GRU, LSTM, RNN, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled"]
-from numlstm.estimators import LSTMClassifier, LSTMRegressor  # noqa: E402
-from numlstm.io import load  # noqa: E402
-__all__ += ["LSTMRegressor", "LSTMClassifier", "load"]
+__all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled", "LSTMRegressor", "LSTMClassifier",
+           "load"]
+
+_LAZY = {"LSTMRegressor": "numlstm.estimators", "LSTMClassifier": "numlstm.estimators",
+         "load": "numlstm.io"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'numlstm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -11,7 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from numlstm._backend import DEVICES, get_backend
+from numlstm._backend import get_backend
 from numlstm._config import SUPPORTED_DTYPES
 
 __all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled"]
@@ -99,10 +99,8 @@ class _RecurrentLayer:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
         self.dtype = _check_dtype(dtype)
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        get_backend(device)  # fails early, with a clear message, if the device is unusable
         self.device = device
-        self._backend = get_backend(device)
         if seed is not None and not isinstance(seed, (Integral, np.random.Generator)):
             raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
         self._rng = np.random.default_rng(seed)
@@ -281,7 +279,7 @@ class _RecurrentLayer:
     # ---- forward and backward -----------------------------------------------------------
 
     def _cell(self):
-        return getattr(self._backend, self._cell_name)
+        return getattr(get_backend(self.device), self._cell_name)
 
     def _cell_options(self):
         return {}

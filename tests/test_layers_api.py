@@ -306,3 +306,13 @@ def test_batch_split_across_threads_matches_one_thread(cell):
             numba.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_layers_pickle_with_weights_cache_and_mode(lstm):
+    import pickle
+
+    x = np.random.default_rng(6).standard_normal((4, 2, 3)).astype(np.float32)
+    out, _ = lstm.eval()(x)
+    clone = pickle.loads(pickle.dumps(lstm))
+    assert not clone.training
+    np.testing.assert_array_equal(clone(x)[0], out)
