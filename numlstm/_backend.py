@@ -1,5 +1,6 @@
 """The one place that picks the kernels for a device."""
 
+import functools
 import importlib
 
 DEVICES = ("cpu", "cuda")
@@ -26,6 +27,7 @@ def get_backend(device):
     raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_available():
     """Whether ``device='cuda'`` can run here (a GPU, or the CUDA simulator)."""
     try:

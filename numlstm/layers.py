@@ -113,6 +113,13 @@ class _RecurrentLayer:
         self.params = {name: self._rng.uniform(-k, k, size=shape).astype(self.dtype)
                        for name, shape in self._param_shapes().items()}
 
+    def _params_to_device(self):
+        """Move the weights to the layer's device, once; they live there from now on."""
+        xp = self._backend
+        self.params = {name: xp.to_device(value) for name, value in self.params.items()}
+        self._zero_bias = xp.zeros(self._gate_rows(), self.dtype)
+        self._empty = xp.zeros((0, self.hidden_size), self.dtype)
+
     # ---- shapes -------------------------------------------------------------------------
 
     @property
@@ -154,15 +161,15 @@ class _RecurrentLayer:
         """One direction's weights under the kernels' unsuffixed names."""
         p = {"weight_ih": self.params["weight_ih" + sfx], "weight_hh": self.params["weight_hh" + sfx]}
         for name in ("bias_ih", "bias_hh"):
-            p[name] = (self.params[name + sfx] if self.bias
-                       else np.zeros(self._gate_rows(), self.dtype))
+            p[name] = self.params[name + sfx] if self.bias else self._zero_bias
         return p
 
     # ---- weights ------------------------------------------------------------------------
 
     def state_dict(self):
         """Copies of the weights, under ``torch.nn`` names and in its order."""
-        return {name: value.copy() for name, value in self.params.items()}
+        return {name: np.array(self._backend.asnumpy(value), copy=True)
+                for name, value in self.params.items()}
 
     def load_state_dict(self, state_dict):
         """Load weights from any mapping of array-likes, e.g. a PyTorch ``state_dict``.
@@ -179,7 +186,8 @@ class _RecurrentLayer:
             raise ValueError(f"load_state_dict: unknown keys {unknown}, missing keys {missing}")
         loaded = {}
         for name, target in self.params.items():
-            value = _as_float_array(f"state_dict[{name!r}]", np.asarray(state_dict[name]), self.dtype)
+            value = _as_float_array(f"state_dict[{name!r}]",
+                                    self._backend.asnumpy(state_dict[name]), self.dtype)
             if value.shape != target.shape:
                 raise ValueError(f"state_dict[{name!r}] must have shape {target.shape}, "
                                  f"got {value.shape}")
@@ -187,7 +195,7 @@ class _RecurrentLayer:
                 raise ValueError(f"state_dict[{name!r}] contains NaN or inf")
             loaded[name] = value
         for name, value in loaded.items():
-            self.params[name][...] = value
+            self._backend.assign(self.params[name], value)
 
     def train(self, mode=True):
         """Training mode: dropout between layers is active. Returns self."""
@@ -201,16 +209,50 @@ class _RecurrentLayer:
     # ---- input checks -------------------------------------------------------------------
 
     def _check_x(self, x):
+        """``x`` as a contiguous time-major (T, B, I) array on the layer's device.
+
+        Returns ``(x, batched, device_io)``: ``device_io`` says that ``x`` came
+        as a device array, so results go back as device arrays.
+        """
+        xp = self._backend
+        if xp.is_device_array(x):
+            return self._check_device_x(x) + (True,)
+        x, batched = self._check_host_x(x)
+        return xp.to_device(x), batched, False
+
+    def _check_device_x(self, x):
+        xp = self._backend
+        x = xp.to_device(x)  # wraps __cuda_array_interface__ objects without a copy
+        if np.dtype(x.dtype) != self.dtype:
+            raise TypeError(f"x is a device array of dtype {np.dtype(x.dtype)}; this layer "
+                            f"computes in {self.dtype}: cast it on the device first")
+        self._check_x_shape(tuple(x.shape))
+        batched = len(x.shape) == 3
+        if not batched:
+            x = xp.ascontiguous(x).reshape(x.shape[0], 1, x.shape[1])
+        elif self.batch_first:
+            x = xp.swap01(x)
+        x = xp.ascontiguous(x)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
+        if not xp.all_finite(x):
+            raise ValueError("x contains NaN or inf")
+        return x, batched
+
+    def _check_x_shape(self, shape):
+        if len(shape) not in (2, 3):
+            order = "(batch, seq_len, input_size)" if self.batch_first else "(seq_len, batch, input_size)"
+            raise ValueError(f"x must be 3-D {order} or 2-D (seq_len, input_size), "
+                             f"got shape {shape}")
+        if shape[-1] != self.input_size:
+            raise ValueError(f"x must have input_size={self.input_size} features on its last "
+                             f"axis, got shape {shape}")
+
+    def _check_host_x(self, x):
         x = np.asarray(x)
         if x.dtype.kind not in "fiu":
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
-        if x.ndim not in (2, 3):
-            order = "(batch, seq_len, input_size)" if self.batch_first else "(seq_len, batch, input_size)"
-            raise ValueError(f"x must be 3-D {order} or 2-D (seq_len, input_size), "
-                             f"got shape {x.shape}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"x must have input_size={self.input_size} features on its last "
-                             f"axis, got shape {x.shape}")
+        self._check_x_shape(x.shape)
         batched = x.ndim == 3
         if not batched:
             x = x[:, None, :]
@@ -226,7 +268,7 @@ class _RecurrentLayer:
     def _check_lengths(self, lengths, T, B):
         if lengths is None:
             return np.full(B, T, np.int64)
-        arr = np.asarray(lengths)
+        arr = np.asarray(self._backend.asnumpy(lengths))
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
         arr = arr.reshape(-1) if arr.ndim == 0 else arr
@@ -244,18 +286,31 @@ class _RecurrentLayer:
         """One initial state (``h0``/``c0``) or its gradient, as (L*D, B, size) copies."""
         LD = self.num_layers * self.num_directions
         expected = (LD, B, size) if batched else (LD, size)
+        xp = self._backend
+        if xp.is_device_array(value):
+            arr = xp.to_device(value)
+            if np.dtype(arr.dtype) != self.dtype:
+                raise TypeError(f"{name} is a device array of dtype {np.dtype(arr.dtype)}, "
+                                f"expected {self.dtype}")
+            if tuple(arr.shape) != expected:
+                raise ValueError(f"{name} must have shape {expected}, got {tuple(arr.shape)}")
+            arr = xp.copy(xp.ascontiguous(arr))
+            if not xp.all_finite(arr):
+                raise ValueError(f"{name} contains NaN or inf")
+            return arr if batched else arr.reshape(LD, 1, size)
         arr = _as_float_array(name, value, self.dtype)
         if arr.shape != expected:
             raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or inf")
-        return (arr if batched else arr[:, None, :]).copy()
+        return xp.to_device((arr if batched else arr[:, None, :]).copy())
 
     def _check_states(self, name, value, names, B, batched):
         """``hx``-like argument: None (zeros), an array, or an (h, c) pair for LSTM."""
         LD = self.num_layers * self.num_directions
         if value is None:
-            return tuple(np.zeros((LD, B, size), self.dtype) for size in self._state_sizes())
+            return tuple(self._backend.zeros((LD, B, size), self.dtype)
+                         for size in self._state_sizes())
         if self._state_arity == 2:
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise TypeError(f"{name} must be a tuple ({names[0]}, {names[1]}), "
@@ -267,19 +322,31 @@ class _RecurrentLayer:
                                        part, B, size, batched)
                      for i, (n, part, size) in enumerate(zip(names, parts, self._state_sizes())))
 
-    def _format_states(self, states, batched):
-        states = states if batched else tuple(s[:, 0, :] for s in states)
+    def _to_caller(self, a, device_io):
+        """Device arrays for a caller who passed device arrays, NumPy arrays otherwise."""
+        return a if device_io else self._backend.asnumpy(a)
+
+    def _format_states(self, states, batched, device_io=False):
+        states = states if batched else tuple(s.reshape(s.shape[0], s.shape[2]) for s in states)
+        states = tuple(self._to_caller(s, device_io) for s in states)
         return states if self._state_arity == 2 else states[0]
 
-    def _format_sequence(self, seq, batched):
+    def _format_sequence(self, seq, batched, device_io=False):
         if not batched:
-            return seq[:, 0, :]
-        return np.ascontiguousarray(seq.transpose(1, 0, 2)) if self.batch_first else seq
+            seq = seq.reshape(seq.shape[0], seq.shape[2])
+        elif self.batch_first:
+            seq = self._backend.swap01(seq)
+        return self._to_caller(seq, device_io)
 
     # ---- forward and backward -----------------------------------------------------------
 
+    @property
+    def _backend(self):
+        """The kernel package of this layer's device (numlstm.cells or numlstm.cuda)."""
+        return get_backend(self.device)
+
     def _cell(self):
-        return getattr(get_backend(self.device), self._cell_name)
+        return getattr(self._backend, self._cell_name)
 
     def _cell_options(self):
         return {}
@@ -287,30 +354,34 @@ class _RecurrentLayer:
     def _run(self, x, states, lengths, store, use_dropout):
         """Every layer and direction; returns output, final states and per-layer caches."""
         cell, options = self._cell(), self._cell_options()
+        xp = self._backend
         T, B, _ = x.shape
         D, P = self.num_directions, self.output_size
-        final = tuple(s.copy() for s in states)
+        final = tuple(xp.copy(s) for s in states)
+        dev_lengths = xp.to_device(lengths)
         caches, masks = [], []
         inp = x
         for layer in range(self.num_layers):
-            out = np.empty((T, B, D * P), self.dtype)
+            out = xp.empty((T, B, D * P), self.dtype)
             layer_caches = []
             for direction in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
                 idx = layer * D + direction
                 state = tuple(s[idx] for s in final)
-                layer_caches.append(cell.forward(self._direction_params(sfx), inp, state, lengths,
+                layer_caches.append(cell.forward(self._direction_params(sfx), inp, state, dev_lengths,
                                                  bool(direction), out, direction * P, store,
                                                  **options))
             caches.append(layer_caches)
             mask = None
             if use_dropout and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
+                # drawn on the host, so that a seed gives the same masks on every device
                 mask = (self._rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-                out = out * mask
+                mask = xp.to_device(mask)
+                out = xp.multiply(out, mask)
             masks.append(mask)
             inp = out
-        return inp, final, caches, masks
+        return inp, final, caches, masks, dev_lengths
 
     def __call__(self, x, hx=None, lengths=None):
         """Run the layer.
@@ -336,15 +407,17 @@ class _RecurrentLayer:
         h_n or (h_n, c_n) : ndarray or tuple
             Final states from each sequence's last valid step.
         """
-        x, batched = self._check_x(x)
+        x, batched, device_io = self._check_x(x)
         T, B, _ = x.shape
         lengths = self._check_lengths(lengths, T, B)
         states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
         store = is_grad_enabled()
-        out, final, caches, masks = self._run(x, states, lengths, store, self.training)
-        self._cache = dict(caches=caches, masks=masks, lengths=lengths, shape=(T, B),
+        out, final, caches, masks, dev_lengths = self._run(x, states, lengths, store,
+                                                           self.training)
+        self._cache = dict(caches=caches, masks=masks, lengths=dev_lengths, shape=(T, B),
                            batched=batched) if store else None
-        return self._format_sequence(out, batched), self._format_states(final, batched)
+        return (self._format_sequence(out, batched, device_io),
+                self._format_states(final, batched, device_io))
 
     def backward(self, grad_out, grad_hx_n=None):
         """Back-propagate through the last forward pass.
@@ -380,14 +453,23 @@ class _RecurrentLayer:
             expected = (B, T, D * P)
         elif not batched:
             expected = (T, D * P)
-        g = _as_float_array("grad_out", grad_out, self.dtype)
-        if g.shape != expected:
-            raise ValueError(f"grad_out must have the shape of out, {expected}, got {g.shape}")
+        xp = self._backend
+        device_io = xp.is_device_array(grad_out)
+        if device_io:
+            g = xp.ascontiguous(xp.to_device(grad_out))
+            if np.dtype(g.dtype) != self.dtype:
+                raise TypeError(f"grad_out is a device array of dtype {np.dtype(g.dtype)}, "
+                                f"expected {self.dtype}")
+        else:
+            g = _as_float_array("grad_out", grad_out, self.dtype)
+        if tuple(g.shape) != expected:
+            raise ValueError(f"grad_out must have the shape of out, {expected}, "
+                             f"got {tuple(g.shape)}")
         if not batched:
-            g = g[:, None, :]
+            g = g.reshape(T, 1, D * P)
         elif self.batch_first:
-            g = g.transpose(1, 0, 2)
-        g = np.ascontiguousarray(g)
+            g = xp.swap01(g)
+        g = xp.to_device(g)
         dstates = self._check_states("grad_hx_n", grad_hx_n, ("grad_h_n", "grad_c_n"), B, batched)
         cell, options = self._cell(), self._cell_options()
         grads = {}
@@ -400,15 +482,16 @@ class _RecurrentLayer:
                 dx, dgrads = cell.backward(self._direction_params(sfx),
                                            cache["caches"][layer][direction], cache["lengths"],
                                            bool(direction), g, direction * P, dstate, **options)
-                dinp = dx if dinp is None else dinp + dx
+                dinp = dx if dinp is None else xp.add(dinp, dx)
                 for name, value in dgrads.items():
                     if name + sfx in self.params:
                         grads[name + sfx] = value
             if layer > 0:
                 mask = cache["masks"][layer - 1]
-                g = np.ascontiguousarray(dinp * mask if mask is not None else dinp)
+                g = xp.multiply(dinp, mask) if mask is not None else dinp
         self.grads = {name: grads[name] for name in self.params}
-        return self._format_sequence(dinp, batched), self._format_states(dstates, batched)
+        return (self._format_sequence(dinp, batched, device_io),
+                self._format_states(dstates, batched, device_io))
 
     def gate_states(self, x, hx=None, lengths=None):
         """Per-step gate activations and states, for inspection.
@@ -424,11 +507,11 @@ class _RecurrentLayer:
             length. The keys are the cell's (see its kernel module's
             ``gate_states``).
         """
-        x, batched = self._check_x(x)
+        x, batched, _ = self._check_x(x)
         T, B, _ = x.shape
         lengths = self._check_lengths(lengths, T, B)
         states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
-        _, _, caches, _ = self._run(x, states, lengths, True, False)
+        _, _, caches, _, _ = self._run(x, states, lengths, True, False)
         cell = self._cell()
         per_layer = [[cell.gate_states(caches[layer][direction], bool(direction))
                       for direction in range(self.num_directions)]
@@ -515,6 +598,7 @@ class LSTM(_RecurrentLayer):
                 self.params["bias_ih" + sfx][:H] -= self.forget_bias
             elif self.forget_bias:
                 self.params["bias_ih" + sfx][H:2 * H] += self.forget_bias
+        self._params_to_device()
 
     @property
     def output_size(self):
@@ -530,9 +614,8 @@ class LSTM(_RecurrentLayer):
 
     def _direction_params(self, sfx):
         p = super()._direction_params(sfx)
-        empty = np.zeros((0, self.hidden_size), self.dtype)
-        p["weight_hr"] = self.params.get("weight_hr" + sfx, empty)
-        p["weight_peephole"] = self.params.get("weight_peephole" + sfx, empty)
+        p["weight_hr"] = self.params.get("weight_hr" + sfx, self._empty)
+        p["weight_peephole"] = self.params.get("weight_peephole" + sfx, self._empty)
         return p
 
     def __repr__(self):
@@ -572,6 +655,7 @@ class GRU(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, device=device)
         self._init_params()
+        self._params_to_device()
 
 
 class RNN(_RecurrentLayer):
@@ -606,6 +690,7 @@ class RNN(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, device=device)
         self._init_params()
+        self._params_to_device()
 
     def _cell_options(self):
         return {"relu": self.nonlinearity == "relu"}
