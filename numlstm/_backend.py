@@ -3,6 +3,8 @@
 import functools
 import importlib
 
+from numlstm import cells
+
 DEVICES = ("cpu", "cuda")
 
 
@@ -16,7 +18,7 @@ def get_backend(device):
         (or the ``numba-cuda`` package) is present.
     """
     if device == "cpu":
-        return importlib.import_module("numlstm.cells")
+        return cells
     if device == "cuda":
         if not cuda_available():
             raise ValueError(

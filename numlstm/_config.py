@@ -30,6 +30,9 @@ SUPPORTED_DTYPES = (np.float32, np.float64)
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 
+# Per-step products with fewer rows than this use numlstm's own loops, not BLAS.
+BLAS_MIN_ROWS = 16
+
 _pool = None
 _blas = None
 
@@ -64,11 +67,13 @@ def run_on_rows(fn, n_rows):
     """Call ``fn(b0, b1)`` on contiguous row ranges covering ``range(n_rows)``.
 
     The ranges run concurrently in ``num_threads()`` threads, with BLAS held
-    to one thread each. Returns the list of results, in row order.
+    to one thread each when the ranges are large enough to call it. Returns
+    the list of results, in row order.
     """
     n = max(1, min(num_threads(), n_rows))
     bounds = [n_rows * k // n for k in range(n + 1)]
-    with single_threaded_blas():
+    uses_blas = -(-n_rows // n) >= BLAS_MIN_ROWS
+    with single_threaded_blas() if uses_blas else contextlib.nullcontext():
         if n == 1:
             return [fn(0, n_rows)]
         futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]

@@ -12,9 +12,7 @@ allocated inside a time loop.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS
-
-BLAS_MIN_ROWS = 16
+from numlstm._config import BLAS_MIN_ROWS, JIT_OPTIONS
 
 
 @njit(**JIT_OPTIONS)
