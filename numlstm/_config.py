@@ -31,7 +31,7 @@ SUPPORTED_DTYPES = (np.float32, np.float64)
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 
 # Per-step products with fewer rows than this use numlstm's own loops, not BLAS.
-BLAS_MIN_ROWS = 16
+BLAS_MIN_ROWS = 24
 
 _pool = None
 _blas = None

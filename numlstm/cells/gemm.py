@@ -4,8 +4,8 @@ Inside a time loop the product is small: a few batch rows times the
 recurrent weights. For a handful of rows, a register-blocked loop of our own
 (two rows by four columns, reductions over the contiguous inner axis that
 LLVM vectorises) beats a BLAS call, whose fixed cost dominates at that size.
-From ``BLAS_MIN_ROWS`` rows on, BLAS's packed kernels win and the product
-goes to ``np.dot``. Both write into a preallocated ``out``: nothing is
+From ``BLAS_MIN_ROWS`` rows on (set in :mod:`numlstm._config`), BLAS's
+packed kernels win and the product goes to ``np.dot``. Both write into a preallocated ``out``: nothing is
 allocated inside a time loop.
 """
 
