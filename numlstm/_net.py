@@ -9,12 +9,24 @@ import math
 
 import numpy as np
 
+from numlstm import _backend
 from numlstm.layers import GRU, LSTM, RNN, no_grad
 
-__all__ = ["SequenceNet"]
+__all__ = ["SequenceNet", "loadable_config"]
 
 _LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _LSTM_ONLY = ("peephole", "coupled", "forget_bias")
+
+
+def loadable_config(config):
+    """``config`` with ``device="cpu"`` when it names ``"cuda"`` and no usable GPU is here.
+
+    Saved and pickled networks keep the device they were trained on; a model
+    trained on a GPU still loads, and predicts, on a machine without one.
+    """
+    if config.get("device") == "cuda" and not _backend.cuda_available():
+        return {**config, "device": "cpu"}
+    return config
 
 
 class SequenceNet:
@@ -36,9 +48,15 @@ class SequenceNet:
     U(-1/sqrt(width), 1/sqrt(width)), from a generator seeded by ``seed + 1``.
     The head weight has PyTorch's layout ``(n_outputs, width)``.
 
-    Pickling keeps only ``config`` and the weights, so a pickled net and one
-    rebuilt by :mod:`numlstm.io` are the same thing; an unpickled net draws
-    dropout masks from a fresh generator.
+    With ``device="cuda"`` the layer's weights and gradients live on the GPU
+    (device arrays); the head stays a pair of NumPy arrays. Per batch, the
+    input goes to the device, the layer's output comes back for the head, and
+    the output's gradient goes to the device for the layer's backward.
+
+    Pickling keeps only ``config`` and host copies of the weights, so a
+    pickled net and one rebuilt by :mod:`numlstm.io` are the same thing; an
+    unpickled net draws dropout masks from a fresh generator, and a net
+    pickled on ``"cuda"`` comes back on ``"cpu"`` where no GPU is usable.
     """
 
     def __init__(self, config):
@@ -67,8 +85,12 @@ class SequenceNet:
     def per_step(self):
         return self.config["per_step"]
 
+    @property
+    def device(self):
+        return self.config["device"]
+
     def parameters(self):
-        """The live parameter arrays: the layer's, then the head's weight and bias."""
+        """The live parameter arrays: the layer's (device arrays on "cuda"), then the head's weight and bias."""
         return [*self.layer.params.values(), self.weight, self.bias]
 
     def state_dict(self):
@@ -137,6 +159,8 @@ class SequenceNet:
             grad_out[where[0], where[1], :hidden] = grad_rows[:, :hidden]
             if self.layer.bidirectional:
                 grad_out[:, 0, hidden:] = grad_rows[:, hidden:]
+        if self.device != "cpu":  # a device array in: grad_x and the state gradients stay there
+            grad_out = _backend.get_backend(self.device).to_device(grad_out)
         self.layer.backward(grad_out)
         return [*self.layer.grads.values(), grad_outputs.T @ rows, grad_outputs.sum(axis=0)]
 
@@ -144,9 +168,20 @@ class SequenceNet:
         """The layer's per-step gates and states, each (num_layers, num_directions, T, batch, size)."""
         return self.layer.gate_states(x, lengths=lengths)
 
+    def to(self, device):
+        """This net with its layer on ``device``: ``self`` if it is there already, else a copy.
+
+        The copy has the same weights; its dropout masks come from a fresh generator.
+        """
+        if device == self.device:
+            return self
+        moved = SequenceNet({**self.config, "device": device})
+        moved.load_state_dict(self.state_dict())
+        return moved
+
     def __getstate__(self):
         return {"config": self.config, "weights": self.state_dict()}
 
     def __setstate__(self, state):
-        self.__init__(state["config"])
+        self.__init__(loadable_config(state["config"]))
         self.load_state_dict(state["weights"])

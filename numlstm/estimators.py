@@ -23,8 +23,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from numlstm import io
-from numlstm._net import SequenceNet
+from numlstm import _backend, io
+from numlstm._net import SequenceNet, loadable_config
 from numlstm.data import (
     DEFAULT_DIMS,
     FLOAT_DTYPES,
@@ -107,8 +107,12 @@ _PARAMETERS_DOC = """
     warm_start : bool, default=False
         Let ``fit`` continue from the current weights and scaling instead of
         starting afresh (the architecture must not change).
-    device : {"cpu", "cuda"}, default="cpu"
-        Where the recurrent kernels run.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the recurrent layer runs: "cuda" keeps its weights, gradients
+        and optimizer state on the GPU (the small dense head stays on the
+        host); "auto" takes the GPU when one is usable, else the CPU. ``fit``
+        resolves it (see ``device_``) and raises ValueError for "cuda"
+        without a usable GPU.
     checkpoint_path : str, path-like or None, default=None
         If set, the model is saved there (see :meth:`save`) after every epoch
         that sets a new best validation score (with ``early_stopping``) or
@@ -131,6 +135,10 @@ _PARAMETERS_DOC = """
         Highest value in ``validation_scores_``; None without ``early_stopping``.
     n_iter_ : int
         Epochs run, summed over ``partial_fit`` calls and warm starts.
+    device_ : {"cpu", "cuda"}
+        Where the fitted network lives: ``device`` with "auto" resolved. A
+        model trained on "cuda" that is loaded or unpickled where no GPU is
+        usable comes back on "cpu".
 """
 
 
@@ -167,7 +175,7 @@ class _SequenceEstimator(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        "device": [StrOptions({"cpu", "cuda"})],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
         "checkpoint_path": [str, os.PathLike, None],
     }
 
@@ -259,6 +267,18 @@ class _SequenceEstimator(BaseEstimator):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
 
+    def _resolve_device(self):
+        """``device`` with "auto" resolved; ValueError for "cuda" without a usable GPU."""
+        if self.device == "auto":
+            return "cuda" if _backend.cuda_available() else "cpu"
+        if self.device == "cuda" and not _backend.cuda_available():
+            raise ValueError(
+                f"{type(self).__name__}(device='cuda'): no usable CUDA GPU was found (it needs an "
+                "NVIDIA GPU with its driver and the 'gpu' extra, numba-cuda); use device='cpu', "
+                "or device='auto' to take the GPU only when one is usable"
+            )
+        return self.device
+
     def _check_X(self, X, *, reset):
         """Validate X; on ``reset`` record its feature count and names, else check them."""
         dtype = FLOAT_DTYPES if reset else self._net.config["dtype"]
@@ -297,12 +317,13 @@ class _SequenceEstimator(BaseEstimator):
     def _scaled(self, seqs):
         return seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
 
-    def _build(self, seqs, n_outputs, per_step):
-        """Fresh random state, input scaling and network for a new fit."""
+    def _build(self, seqs, n_outputs, per_step, device):
+        """Fresh random state, input scaling and network (on the resolved ``device``) for a new fit."""
         self._rng = check_random_state(self.random_state)
         self._x_scaler = Standardizer.fit(seqs.values[seqs.mask]) if self.standardize else None
-        config = {name: getattr(self, name) for name in ("cell", "hidden_size", "num_layers", "bidirectional", "device")}
+        config = {name: getattr(self, name) for name in ("cell", "hidden_size", "num_layers", "bidirectional")}
         config.update(
+            device=device,
             input_size=seqs.values.shape[2],
             dropout=float(self.dropout),
             dtype=seqs.values.dtype.name,
@@ -336,14 +357,17 @@ class _SequenceEstimator(BaseEstimator):
 
     def _fit(self, X, y, *, partial, classes=None):
         self._check_params()
+        device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "_net") and (partial or self.warm_start)
         seqs = self._check_X(X, reset=not continuing)
         targets = self._check_targets(y, seqs, reset=not continuing)
         encoded = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
         if continuing:
             self._check_architecture()
+            self._net = self._net.to(device)  # the optimizer's state follows its parameters
         else:
-            self._build(seqs, self._n_outputs(), targets.per_step)
+            self._build(seqs, self._n_outputs(), targets.per_step, device)
+        self.device_ = device
         if not partial or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
         x, lengths = self._scaled(seqs), seqs.lengths
@@ -384,7 +408,7 @@ class _SequenceEstimator(BaseEstimator):
                     new_best = score > self.best_validation_score_
                     if new_best:
                         self.best_validation_score_ = score
-                        best_weights = [p.copy() for p in self._net.parameters()]
+                        best_weights = self._net.state_dict()  # host copies, whatever the device
                     postfix["val_score"] = f"{score:.4g}"
                 self.best_loss_ = min(self.best_loss_, loss)
                 no_improvement = 0 if improved else no_improvement + 1
@@ -408,8 +432,7 @@ class _SequenceEstimator(BaseEstimator):
             if bar is not None:
                 bar.close()
         if best_weights is not None:
-            for param, best in zip(self._net.parameters(), best_weights):
-                np.copyto(param, best)
+            self._net.load_state_dict(best_weights)
         if not (partial or converged or interrupted):
             warnings.warn(
                 f"{type(self).__name__}: maximum iterations ({n_epochs}) reached and the "
@@ -571,7 +594,7 @@ class _SequenceEstimator(BaseEstimator):
                 raise ValueError(f"unexpected attribute {name!r}")
             kind = spec["kind"]
             if kind == "net":
-                value = SequenceNet(_checked_net_config(spec["config"]))
+                value = SequenceNet(loadable_config(_checked_net_config(spec["config"])))
                 prefix = f"{name}/"
                 value.load_state_dict({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
             elif kind == "standardizer":
@@ -585,7 +608,13 @@ class _SequenceEstimator(BaseEstimator):
             setattr(est, name, value)
         est._check_restored()
         est._rng = check_random_state(est.random_state)
+        est.device_ = est._net.device
         return est
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_net" in self.__dict__:  # the net comes back on the CPU where no GPU is usable
+            self.device_ = self._net.device
 
     def _check_restored(self):
         """Cross-check restored attributes, so that a crafted file fails here, not in predict."""
@@ -649,6 +678,8 @@ def _checked_net_config(config):
             raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
     if config["cell"] not in ("lstm", "gru", "rnn") or config["dtype"] not in ("float32", "float64"):
         raise ValueError("network config names an unknown cell or dtype")
+    if config["device"] not in ("cpu", "cuda"):
+        raise ValueError(f"network config names an unknown device {config['device']!r}")
     if config["n_outputs"] < 1 or not 0 <= config["seed"] < np.iinfo(np.int32).max:
         raise ValueError("network config has an invalid output count or seed")
     return config

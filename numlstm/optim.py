@@ -5,6 +5,14 @@ As in scikit-learn's MLP, an optimizer is a small class whose one method,
 keeps its own state (velocities, moments) per parameter, in the order of the
 lists it was built with. ``weight_decay`` adds ``weight_decay * param`` to each
 gradient before the update, as ``torch.optim`` does.
+
+Parameters may be NumPy arrays or device arrays (a layer built with
+``device="cuda"``), mixed in one list. Each array is updated where it lives:
+NumPy arrays with NumPy arithmetic, device arrays by the fused
+``sgd_update``/``adam_update`` kernels of :mod:`numlstm.cuda`, which do the
+same arithmetic. An optimizer's state follows its parameter: a velocity or
+moment is kept on the device for a device parameter and on the host for a
+NumPy one. Pickling copies the state to the host.
 """
 
 import math
@@ -14,7 +22,39 @@ import numpy as np
 __all__ = ["SGD", "Adam", "clip_grad_norm"]
 
 
+def _on_device(a):
+    """Whether ``a`` is a device array (as :func:`numlstm.cuda.is_device_array` says), without importing Numba."""
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def _device():
+    """The device array helpers (:mod:`numlstm.cuda`); only called when a device array is present."""
+    from numlstm._backend import get_backend
+
+    return get_backend("cuda")
+
+
+def _zeros_like(param):
+    if _on_device(param):
+        return _device().zeros(tuple(param.shape), np.dtype(param.dtype))
+    return np.zeros_like(param)
+
+
+def _like(buffer, param):
+    """``buffer`` on the side of ``param``: moved to the device or to the host if needed (state follows params)."""
+    if _on_device(param):
+        return buffer if _on_device(buffer) else _device().to_device(buffer, np.dtype(param.dtype))
+    return _device().asnumpy(buffer) if _on_device(buffer) else buffer
+
+
+def _host(a):
+    return _device().asnumpy(a) if _on_device(a) else a
+
+
 class _Optimizer:
+    # Names of the per-parameter state lists (each aligned with the parameters).
+    _BUFFERS = ()
+
     def __init__(self, learning_rate, weight_decay):
         # Python floats keep float32 parameters float32 (NumPy scalars would promote).
         self.learning_rate = float(learning_rate)
@@ -30,13 +70,37 @@ class _Optimizer:
 
         Parameters
         ----------
-        params : list of ndarray
+        params : list of ndarray or device arrays
             The parameters, in the order the optimizer was built with.
-        grads : list of ndarray
+        grads : list of ndarray or device arrays
             Their gradients, same shapes; not modified.
         """
-        for param, step in zip(params, self._steps(self._decayed(params, grads))):
+        self._sync_buffers(params)
+        device = [_on_device(p) for p in params]
+        self._begin_step()
+        # NumPy arithmetic on the host parameters, exactly as for an all-host list
+        host = [i for i, on_device in enumerate(device) if not on_device]
+        host_params = [params[i] for i in host]
+        host_grads = [_host(grads[i]) for i in host]
+        for param, step in zip(host_params, self._host_steps(self._decayed(host_params, host_grads), host)):
             param -= step
+        for i, on_device in enumerate(device):
+            if on_device:
+                self._device_step(i, params[i], grads[i])
+
+    def _sync_buffers(self, params):
+        for name in self._BUFFERS:
+            buffers = getattr(self, name)
+            buffers[:] = [_like(b, p) for b, p in zip(buffers, params)]
+
+    def _begin_step(self):
+        pass
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._BUFFERS:
+            state[name] = [_host(b) for b in state[name]]
+        return state
 
 
 class SGD(_Optimizer):
@@ -50,28 +114,36 @@ class SGD(_Optimizer):
 
     Parameters
     ----------
-    params : list of ndarray
-        Parameters to optimize; velocities of the same shapes are kept.
+    params : list of ndarray or device arrays
+        Parameters to optimize; velocities of the same shapes are kept, on
+        the device for device parameters.
     learning_rate : float, default=0.01
     momentum : float, default=0.9
     nesterov : bool, default=False
     weight_decay : float, default=0.0
     """
 
+    _BUFFERS = ("velocities",)
+
     def __init__(self, params, learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.velocities = [np.zeros_like(p) for p in params]
+        self.velocities = [_zeros_like(p) for p in params]
 
-    def _steps(self, grads):
-        for v, g in zip(self.velocities, grads):
+    def _host_steps(self, grads, indices):
+        velocities = [self.velocities[i] for i in indices]
+        for v, g in zip(velocities, grads):
             v *= self.momentum
             v += g
         lr = self.learning_rate
         if self.nesterov:
-            return [lr * (g + self.momentum * v) for g, v in zip(grads, self.velocities)]
-        return [lr * v for v in self.velocities]
+            return [lr * (g + self.momentum * v) for g, v in zip(grads, velocities)]
+        return [lr * v for v in velocities]
+
+    def _device_step(self, i, param, grad):
+        _device().sgd_update(param, grad, self.velocities[i], self.learning_rate, self.momentum,
+                             self.nesterov, self.weight_decay)
 
 
 class Adam(_Optimizer):
@@ -79,8 +151,9 @@ class Adam(_Optimizer):
 
     Parameters
     ----------
-    params : list of ndarray
-        Parameters to optimize; first and second moments of the same shapes are kept.
+    params : list of ndarray or device arrays
+        Parameters to optimize; first and second moments of the same shapes
+        are kept, on the device for device parameters.
     learning_rate : float, default=0.001
     beta_1, beta_2 : float, default=0.9, 0.999
         Decay rates of the moment estimates.
@@ -88,20 +161,25 @@ class Adam(_Optimizer):
     weight_decay : float, default=0.0
     """
 
+    _BUFFERS = ("ms", "vs")
+
     def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
-        self.ms = [np.zeros_like(p) for p in params]
-        self.vs = [np.zeros_like(p) for p in params]
+        self.ms = [_zeros_like(p) for p in params]
+        self.vs = [_zeros_like(p) for p in params]
 
-    def _steps(self, grads):
+    def _begin_step(self):
         self.t += 1
+
+    def _host_steps(self, grads, indices):
         b1, b2 = self.beta_1, self.beta_2
         step_size = self.learning_rate / (1 - b1**self.t)
         root_correction = math.sqrt(1 - b2**self.t)
         steps = []
-        for m, v, g in zip(self.ms, self.vs, grads):
+        for i, g in zip(indices, grads):
+            m, v = self.ms[i], self.vs[i]
             m *= b1
             m += (1 - b1) * g
             v *= b2
@@ -109,13 +187,19 @@ class Adam(_Optimizer):
             steps.append(step_size * m / (np.sqrt(v) / root_correction + self.epsilon))
         return steps
 
+    def _device_step(self, i, param, grad):
+        _device().adam_update(param, grad, self.ms[i], self.vs[i], self.t, self.learning_rate,
+                              self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
+
 
 def clip_grad_norm(grads, max_norm):
     """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
 
     Parameters
     ----------
-    grads : list of ndarray
+    grads : list of ndarray or device arrays
+        Device arrays are summed and scaled on the device (one scalar comes
+        back per array).
     max_norm : float or None
         None leaves the gradients as they are.
 
@@ -124,9 +208,12 @@ def clip_grad_norm(grads, max_norm):
     float
         The global norm before clipping.
     """
-    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    norm = math.sqrt(sum(_device().sum_squares(g) if _on_device(g) else float(np.vdot(g, g)) for g in grads))
     if max_norm is not None and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads:
-            g *= scale
+            if _on_device(g):
+                _device().scale(g, scale)
+            else:
+                g *= scale
     return norm

@@ -444,3 +444,104 @@ def test_layer_on_cuda_matches_cpu(name, kwargs, dtype, device_io):
                                    err_msg=key)
     for key, want in cpu.state_dict().items():
         np.testing.assert_array_equal(gpu.state_dict()[key], want)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_optimizers_and_clipping_on_mixed_device_and_host_params(name):
+    """numlstm.optim updates device params on the device, host params as before; state follows params."""
+    import numlstm.cuda as nc
+    from numlstm import optim
+    rng = np.random.default_rng(7)
+    shapes = [(4, 3), (5,), (2, 3)]
+    start = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(2)]
+    kwargs = dict(learning_rate=0.1, weight_decay=0.01) | (
+        dict(momentum=0.9, nesterov=True) if name == "SGD" else {})
+    host = [p.copy() for p in start]
+    mixed = [nc.to_device(start[0]), nc.to_device(start[1]), start[2].copy()]  # head on the host
+    opt_host = getattr(optim, name)(host, **kwargs)
+    opt_mixed = getattr(optim, name)(mixed, **kwargs)
+    for g in grads:
+        g_host = [a.copy() for a in g]
+        g_mixed = [nc.to_device(g[0]), nc.to_device(g[1]), g[2].copy()]
+        norm = optim.clip_grad_norm(g_host, 1.0)
+        assert optim.clip_grad_norm(g_mixed, 1.0) == pytest.approx(norm, rel=1e-12)
+        for a, b in zip(g_host, g_mixed):
+            np.testing.assert_allclose(nc.asnumpy(b), a, rtol=1e-12, atol=1e-15)
+        opt_host.update_params(host, g_host)
+        opt_mixed.update_params(mixed, g_mixed)
+    for a, b in zip(host, mixed):
+        np.testing.assert_allclose(nc.asnumpy(b), a, rtol=1e-12, atol=1e-14)
+    buffers = opt_mixed.velocities if name == "SGD" else opt_mixed.ms
+    assert [nc.is_device_array(b) for b in buffers] == [True, True, False]
+
+
+# ---- the estimators with device="cuda" ---------------------------------------------------
+
+# Tiny: 4 float64 sequences of <= 3 steps (one padded), one batch per epoch, 2 epochs.
+ESTIMATOR_KW = dict(hidden_size=3, max_iter=2, batch_size=4, learning_rate=0.05, random_state=0)
+
+
+def _estimator_data():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((4, 3, 2))
+    X[1, 2:] = np.nan
+    return X, X[:, 0, 0] + rng.standard_normal(4), np.array(["a", "b", "a", "b"])
+
+
+def test_auto_device_takes_the_gpu():
+    if not RUN_HERE:
+        pytest.skip("no GPU here: runs in the CUDA simulator child process")
+    from numlstm import LSTMRegressor
+    assert LSTMRegressor(device="auto")._resolve_device() == "cuda"
+    assert LSTMRegressor(device="cuda")._resolve_device() == "cuda"
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", ["LSTMRegressor", "LSTMClassifier"])
+def test_estimator_on_cuda_matches_cpu(name, tmp_path, monkeypatch):
+    """fit/predict with device="cuda" against device="cpu"; saved and pickled models load on a CPU."""
+    import pickle
+
+    import numlstm
+    import numlstm.cuda as nc
+    from numlstm import _backend
+    cls = getattr(numlstm, name)
+    X, y_reg, y_clf = _estimator_data()
+    y = y_reg if name == "LSTMRegressor" else y_clf
+    cpu = cls(device="cpu", **ESTIMATOR_KW).fit(X, y)
+    gpu = cls(device="cuda", **ESTIMATOR_KW).fit(X, y)
+    assert gpu.device == "cuda" and gpu.device_ == "cuda"
+    assert all(nc.is_device_array(p) for p in gpu._net.layer.params.values())
+    assert all(nc.is_device_array(b) for b in gpu._optimizer.ms[:-2])  # Adam moments of the layer
+    tol = TOL[np.float64]
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=tol, atol=tol)
+    for key, want in cpu._net.state_dict().items():
+        np.testing.assert_allclose(gpu._net.state_dict()[key], want, rtol=tol, atol=tol, err_msg=key)
+    predict = "predict" if name == "LSTMRegressor" else "predict_proba"
+    got = getattr(gpu, predict)(X)
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    np.testing.assert_allclose(got, getattr(cpu, predict)(X), rtol=tol, atol=tol)
+    if name == "LSTMClassifier":
+        np.testing.assert_array_equal(gpu.classes_[got.argmax(axis=1)], cpu.predict(X))
+        blob = pickle.dumps(gpu)  # host copies of the weights and of the optimizer state
+        restored = pickle.loads(blob)
+        assert restored.device_ == "cuda"
+        assert all(nc.is_device_array(p) for p in restored._net.layer.params.values())
+        np.testing.assert_array_equal(getattr(restored, predict)(X), got)
+    else:
+        gpu.save(tmp_path / "model.npz")
+        restored = numlstm.load(tmp_path / "model.npz")
+        assert restored.device_ == "cuda"
+        np.testing.assert_array_equal(getattr(restored, predict)(X), got)
+    # Where no GPU is usable, the same file or pickle comes back on the CPU.
+    monkeypatch.setattr(_backend, "cuda_available", lambda: False)
+    restored = (pickle.loads(blob) if name == "LSTMClassifier"
+                else numlstm.load(tmp_path / "model.npz"))
+    assert restored.device == "cuda" and restored.device_ == "cpu"
+    assert not any(nc.is_device_array(p) for p in restored._net.parameters())
+    np.testing.assert_allclose(getattr(restored, predict)(X), got, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="device='cuda'"):
+        cls(device="cuda", **ESTIMATOR_KW).fit(X, y)

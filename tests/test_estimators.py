@@ -515,6 +515,7 @@ def test_bad_input_errors():
         (dict(nesterov=True), ValueError, "nesterov"),
         (dict(dims=("a", "b")), ValueError, "dims must be"),
         (dict(device="tpu"), ValueError, "device"),
+        (dict(device="gpu"), ValueError, "device"),
     ],
 )
 def test_invalid_hyper_parameters(params, error, match):
@@ -525,11 +526,58 @@ def test_invalid_hyper_parameters(params, error, match):
         est.fit(X, X[:, -1, 0])
 
 
-def test_cuda_without_gpu_is_a_clear_error():
+def _skip_with_gpu():
     from numlstm._backend import cuda_available
 
     if cuda_available():
         pytest.skip("a CUDA device is present")
+
+
+@pytest.mark.parametrize("cls", [LSTMRegressor, LSTMClassifier])
+def test_cuda_without_gpu_is_a_clear_error(cls):
+    _skip_with_gpu()
     X, _ = sequences(n=5)
-    with pytest.raises(ValueError, match="cuda"):
-        LSTMRegressor(device="cuda", **TINY).fit(X, X[:, -1, 0])
+    est = cls(device="cuda", **TINY)
+    with pytest.raises(ValueError, match=r"device='cuda'.*no usable CUDA GPU.*device='cpu'"):
+        est.fit(X, np.arange(5) % 2)
+    assert est.device == "cuda"
+    assert not [name for name in vars(est) if name.endswith("_")]  # raised before data or training
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+
+
+def test_auto_device_resolves_to_cpu_without_gpu():
+    _skip_with_gpu()
+    X, lengths = sequences(n=12, min_length=3)
+    y = last_valid(X, lengths)[:, 0]
+    auto = LSTMRegressor(device="auto", **TINY).fit(X, y)
+    cpu = LSTMRegressor(device="cpu", **TINY).fit(X, y)
+    assert auto.device == "auto" and auto.get_params()["device"] == "auto"  # not mutated
+    assert auto.device_ == "cpu" and cpu.device_ == "cpu"
+    assert auto._net.config["device"] == "cpu"
+    np.testing.assert_array_equal(auto.predict(X), cpu.predict(X))
+    assert clone(auto).device == "auto"
+    auto.partial_fit(X, y)
+    assert auto.device_ == "cpu"
+
+
+def test_model_trained_on_cuda_loads_on_cpu(tmp_path):
+    """A net saved or pickled with device "cuda" comes back on the CPU where no GPU is usable."""
+    _skip_with_gpu()
+    X, lengths = sequences(n=12, min_length=3)
+    y = last_valid(X, lengths)[:, 0]
+    est = LSTMRegressor(**TINY).fit(X, y)
+    want = est.predict(X)
+    est.set_params(device="cuda")
+    est.device_ = "cuda"
+    est._net.config["device"] = "cuda"  # as if trained on a GPU
+    path = tmp_path / "gpu_model.npz"
+    est.save(path)
+    for restored in (numlstm.load(path), pickle.loads(pickle.dumps(est))):
+        assert restored.device == "cuda" and restored.device_ == "cpu"
+        assert restored._net.config["device"] == "cpu"
+        np.testing.assert_array_equal(restored.predict(X), want)
+        with pytest.raises(ValueError, match="device='cuda'"):  # training again needs the GPU
+            restored.set_params(warm_start=True).fit(X, y)
+    restored = numlstm.load(path).set_params(device="cpu", warm_start=True).fit(X, y)
+    assert restored.device_ == "cpu"

@@ -132,3 +132,23 @@ def test_clip_grad_norm():
     np.testing.assert_array_equal(small[0], 0.1)
     clip_grad_norm(grads, None)
     assert np.sqrt(sum((g**2).sum() for g in grads)) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs", [(SGD, dict(learning_rate=0.1, nesterov=True, weight_decay=0.01)), (Adam, dict(learning_rate=0.01))]
+)
+def test_optimizer_state_pickles(cls, kwargs):
+    """A pickled optimizer (inside a pickled estimator) continues exactly where it was."""
+    import pickle
+
+    rng = np.random.default_rng(5)
+    params = [rng.normal(size=(2, 3)), rng.normal(size=4)]
+    grads = [[rng.normal(size=p.shape) for p in params] for _ in range(3)]
+    opt = cls(params, **kwargs)
+    opt.update_params(params, grads[0])
+    opt2, params2 = pickle.loads(pickle.dumps((opt, params)))
+    for g in grads[1:]:
+        opt.update_params(params, g)
+        opt2.update_params(params2, g)
+    for p, q in zip(params, params2):
+        np.testing.assert_array_equal(p, q)
