@@ -63,17 +63,20 @@ def single_threaded_blas():
         yield
 
 
-def run_on_rows(fn, n_rows):
+def run_on_rows(fn, n_rows, calls_blas=False):
     """Call ``fn(b0, b1)`` on contiguous row ranges covering ``range(n_rows)``.
 
     The ranges run concurrently in ``num_threads()`` threads, with BLAS held
-    to one thread each when the ranges are large enough to call it. Returns
-    the list of results, in row order.
+    to one thread so that the threads do not oversubscribe the cores. The
+    limit costs tens of microseconds, so it is skipped when ``fn`` makes no
+    BLAS call: ``calls_blas`` is False and the time loops' per-step products
+    stay below ``BLAS_MIN_ROWS`` rows. Returns the list of results, in row
+    order.
     """
     n = max(1, min(num_threads(), n_rows))
     bounds = [n_rows * k // n for k in range(n + 1)]
-    uses_blas = -(-n_rows // n) >= BLAS_MIN_ROWS
-    with single_threaded_blas() if uses_blas else contextlib.nullcontext():
+    needs_limit = calls_blas or -(-n_rows // n) >= BLAS_MIN_ROWS
+    with single_threaded_blas() if needs_limit else contextlib.nullcontext():
         if n == 1:
             return [fn(0, n_rows)]
         futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]

@@ -22,10 +22,8 @@ every finite input.
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
-
-from numlstm._config import JIT_OPTIONS
 
 _CLIP = 9.0
 _P = (0.9999999063603988, 0.13373194344274694, 0.0034865779530375784,
@@ -84,16 +82,3 @@ def _sigmoid_overload(x):
         return sigmoid_f64
     return None
 
-
-@njit(**JIT_OPTIONS)
-def sigmoid_inplace(v):
-    """Apply the sigmoid to every element of the 1-D array ``v``."""
-    for k in range(v.shape[0]):
-        v[k] = sigmoid(v[k])
-
-
-@njit(**JIT_OPTIONS)
-def tanh_inplace(v):
-    """Apply tanh to every element of the 1-D array ``v``."""
-    for k in range(v.shape[0]):
-        v[k] = tanh(v[k])

@@ -4,6 +4,7 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS
+from numlstm.cells.gemm import matmul
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -23,7 +24,7 @@ def slots(t, reverse):
 def input_projection(x, weight_ih, bias):
     """``x @ weight_ih.T + bias`` for every step at once: one GEMM, (T, B, G)."""
     T, B, I = x.shape
-    gates = x.reshape(T * B, I) @ weight_ih.T
+    gates = matmul(x.reshape(T * B, I), weight_ih.T)
     gates += bias
     return gates.reshape(T, B, -1)
 
@@ -50,10 +51,10 @@ def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
     dgx2 = dgx.reshape(T * B, G)
     dgh2 = dgh.reshape(T * B, G)
     grads = {
-        "weight_ih": dgx2.T @ x.reshape(T * B, I),
-        "weight_hh": dgh2.T @ previous_states(hs, reverse).reshape(T * B, P),
+        "weight_ih": matmul(dgx2.T, x.reshape(T * B, I)),
+        "weight_hh": matmul(dgh2.T, previous_states(hs, reverse).reshape(T * B, P)),
         "bias_ih": dgx2.sum(axis=0),
         "bias_hh": dgh2.sum(axis=0),
     }
-    dx = (dgx2 @ weight_ih).reshape(T, B, I)
+    dx = matmul(dgx2, weight_ih).reshape(T, B, I)
     return dx, grads

@@ -5,14 +5,24 @@ recurrent weights. For a handful of rows, a register-blocked loop of our own
 (two rows by four columns, reductions over the contiguous inner axis that
 LLVM vectorises) beats a BLAS call, whose fixed cost dominates at that size.
 From ``BLAS_MIN_ROWS`` rows on (set in :mod:`numlstm._config`), BLAS's
-packed kernels win and the product goes to ``np.dot``. Both write into a preallocated ``out``: nothing is
-allocated inside a time loop.
+packed kernels win and the product goes to ``np.dot``. Both write into a
+preallocated ``out``: nothing is allocated inside a time loop.
+
+The GEMMs over every step at once (input projection, weight gradients) go
+through :func:`matmul`, which splits the rows of the left operand across
+numlstm's threads, each with single-threaded BLAS. Waking BLAS's own thread
+pool instead would leave its workers spinning after the call, taking the
+cores that the time loops need next.
+
+The loops index the 2-D arrays directly instead of taking row views: a view
+updates its parent's reference count atomically, and threads that share the
+weights would fight over that counter at every view.
 """
 
 import numpy as np
 from numba import njit
 
-from numlstm._config import BLAS_MIN_ROWS, JIT_OPTIONS
+from numlstm._config import BLAS_MIN_ROWS, JIT_OPTIONS, run_on_rows
 
 
 @njit(**JIT_OPTIONS)
@@ -21,26 +31,27 @@ def _dot_pair(a, b, out, i):
     K = a.shape[1]
     M = b.shape[0]
     zero = a.dtype.type(0)
-    a0, a1 = a[i], a[i + 1]
     for j in range(0, M - M % 4, 4):
-        b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
         s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
         for k in range(K):
-            x0 = a0[k]
-            x1 = a1[k]
-            s00 += x0 * b0[k]
-            s01 += x0 * b1[k]
-            s02 += x0 * b2[k]
-            s03 += x0 * b3[k]
-            s10 += x1 * b0[k]
-            s11 += x1 * b1[k]
-            s12 += x1 * b2[k]
-            s13 += x1 * b3[k]
+            x0 = a[i, k]
+            x1 = a[i + 1, k]
+            s00 += x0 * b[j, k]
+            s01 += x0 * b[j + 1, k]
+            s02 += x0 * b[j + 2, k]
+            s03 += x0 * b[j + 3, k]
+            s10 += x1 * b[j, k]
+            s11 += x1 * b[j + 1, k]
+            s12 += x1 * b[j + 2, k]
+            s13 += x1 * b[j + 3, k]
         out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s00, s01, s02, s03
         out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = s10, s11, s12, s13
     for j in range(M - M % 4, M):
-        out[i, j] = np.dot(a0, b[j])
-        out[i + 1, j] = np.dot(a1, b[j])
+        s0 = s1 = zero
+        for k in range(K):
+            s0 += a[i, k] * b[j, k]
+            s1 += a[i + 1, k] * b[j, k]
+        out[i, j], out[i + 1, j] = s0, s1
 
 
 @njit(**JIT_OPTIONS)
@@ -49,18 +60,20 @@ def _dot_single(a, b, out, i):
     K = a.shape[1]
     M = b.shape[0]
     zero = a.dtype.type(0)
-    x = a[i]
     for j in range(0, M - M % 4, 4):
-        b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
         s0 = s1 = s2 = s3 = zero
         for k in range(K):
-            s0 += x[k] * b0[k]
-            s1 += x[k] * b1[k]
-            s2 += x[k] * b2[k]
-            s3 += x[k] * b3[k]
+            x = a[i, k]
+            s0 += x * b[j, k]
+            s1 += x * b[j + 1, k]
+            s2 += x * b[j + 2, k]
+            s3 += x * b[j + 3, k]
         out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s0, s1, s2, s3
     for j in range(M - M % 4, M):
-        out[i, j] = np.dot(x, b[j])
+        s = zero
+        for k in range(K):
+            s += a[i, k] * b[j, k]
+        out[i, j] = s
 
 
 @njit(**JIT_OPTIONS)
@@ -74,3 +87,14 @@ def matmul_nt(a, b, out):
         _dot_pair(a, b, out, i)
     if n % 2:
         _dot_single(a, b, out, n - 1)
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D arrays, the rows of ``a`` split across numlstm's threads."""
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+
+    def rows(r0, r1):
+        np.matmul(a[r0:r1], b, out=out[r0:r1])
+
+    run_on_rows(rows, a.shape[0], calls_blas=True)
+    return out

@@ -20,29 +20,33 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
-from numlstm.cells.activations import sigmoid_inplace, tanh_inplace
+from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
-@njit(**JIT_OPTIONS)
-def _gru_cell(a, r, h):
-    """One row of one step: activations (r, z, n) into ``a`` and the new ``h``.
+@njit(inline="always", **JIT_OPTIONS)
+def _gru_cell(a, t, b, r, i, h):
+    """Row ``b`` of step ``t``: activations (r, z, n) into ``a[t, b]``, new ``h[b]``.
 
-    ``a`` holds the input projection and ``r`` the hidden projection with its
-    bias; ``r[2H:]`` is left holding ``W_hn h + b_hn`` for backward.
+    ``a[t, b]`` holds the input projection and ``r[i]`` the hidden projection
+    with its bias; ``r[i, 2H:]`` is left holding ``W_hn h + b_hn`` for
+    backward. Arrays are indexed, never sliced: a view would update its
+    parent's reference count atomically, and the threads working on other
+    rows share those parents.
     """
-    H = h.shape[0]
+    H = h.shape[1]
+    G = a.shape[2]
     one = a.dtype.type(1)
     for k in range(2 * H):
-        a[k] += r[k]
-    sigmoid_inplace(a[:2 * H])
+        a[t, b, k] = sigmoid(a[t, b, k] + r[i, k])
     for j in range(H):
-        a[2 * H + j] += a[j] * r[2 * H + j]
-    tanh_inplace(a[2 * H:])
+        a[t, b, 2 * H + j] += a[t, b, j] * r[i, 2 * H + j]
+    for k in range(2 * H, G):
+        a[t, b, k] = tanh(a[t, b, k])
     for j in range(H):
-        z = a[H + j]
-        h[j] = (one - z) * a[2 * H + j] + z * h[j]
+        z = a[t, b, H + j]
+        h[b, j] = (one - z) * a[t, b, 2 * H + j] + z * h[b, j]
 
 
 @njit(**JIT_OPTIONS)
@@ -66,45 +70,43 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b
         t = T - 1 - s if reverse else s
         matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
-            o = out[t, b, off:off + H]
-            if t >= lengths[b]:
-                o[:] = 0
-                continue
-            r = hh[b - b0]
-            for k in range(G):
-                r[k] += b_hh[k]
-            _gru_cell(gates[t, b], r, h[b])
-            if store:
-                hn[t, b] = r[2 * H:]
-            o[:] = h[b]
+            i = b - b0
+            active = t < lengths[b]
+            if active:
+                for k in range(G):
+                    hh[i, k] += b_hh[k]
+                _gru_cell(gates, t, b, hh, i, h)
+            for j in range(H):
+                if store and active:
+                    hn[t, b, j] = hh[i, 2 * H + j]
+                out[t, b, off + j] = h[b, j] if active else 0
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
 
 
-@njit(**JIT_OPTIONS)
-def _gru_cell_backward(a, hp, hn, dh, dgx, dgh):
-    """One row of one step backward.
+@njit(inline="always", **JIT_OPTIONS)
+def _gru_cell_backward(a, t, b, hs, prev, hn, dh, dgx, dgh):
+    """Row ``b`` of step ``t`` backward.
 
-    ``a`` holds the activations (r, z, n), ``hp`` the previous state and
-    ``hn`` the hidden n-row projection. ``dh`` holds the gradient of the new
-    state on entry and its direct share of the previous state's on exit.
-    ``dgx``/``dgh`` receive the input-side and hidden-side pre-activation
-    gradients.
+    ``a[t, b]`` holds the activations (r, z, n), ``hs[prev, b]`` the previous
+    state and ``hn[t, b]`` the hidden n-row projection. ``dh[b]`` holds the
+    gradient of the new state on entry and its direct share of the previous
+    state's on exit. ``dgx[t, b]``/``dgh[t, b]`` receive the input-side and
+    hidden-side pre-activation gradients.
     """
-    H = dh.shape[0]
+    H = dh.shape[1]
     one = a.dtype.type(1)
     for j in range(H):
-        rg, zg, ng = a[j], a[H + j], a[2 * H + j]
-        dan = dh[j] * (one - zg) * (one - ng * ng)
-        dgx[j] = dan * hn[j] * rg * (one - rg)
-        dgx[H + j] = dh[j] * (hp[j] - ng) * zg * (one - zg)
-        dgx[2 * H + j] = dan
-    for j in range(2 * H):
-        dgh[j] = dgx[j]
-    for j in range(H):
-        dgh[2 * H + j] = dgx[2 * H + j] * a[j]
-        dh[j] *= a[H + j]
+        rg, zg, ng = a[t, b, j], a[t, b, H + j], a[t, b, 2 * H + j]
+        dan = dh[b, j] * (one - zg) * (one - ng * ng)
+        dar = dan * hn[t, b, j] * rg * (one - rg)
+        daz = dh[b, j] * (hs[prev, b, j] - ng) * zg * (one - zg)
+        dgx[t, b, j] = dgh[t, b, j] = dar
+        dgx[t, b, H + j] = dgh[t, b, H + j] = daz
+        dgx[t, b, 2 * H + j] = dan
+        dgh[t, b, 2 * H + j] = dan * rg
+        dh[b, j] *= zg
 
 
 @njit(**JIT_OPTIONS)
@@ -118,7 +120,7 @@ def _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dg
     only in the n rows, where the hidden side is scaled by r. Only batch
     rows ``b0:b1`` are touched.
     """
-    T = gates.shape[0]
+    T, _, G = gates.shape
     H = dh.shape[1]
     dh_prev = np.empty((b1 - b0, H), gates.dtype)
     for s in range(T):
@@ -126,15 +128,18 @@ def _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dg
         prev, _ = slots(t, reverse)
         for b in range(b0, b1):
             if t >= lengths[b]:
-                dgx[t, b] = 0
-                dgh[t, b] = 0
+                for k in range(G):
+                    dgx[t, b, k] = 0
+                    dgh[t, b, k] = 0
                 continue
-            dh[b] += grad_out[t, b, off:off + H]
-            _gru_cell_backward(gates[t, b], hs[prev, b], hn[t, b], dh[b], dgx[t, b], dgh[t, b])
+            for j in range(H):
+                dh[b, j] += grad_out[t, b, off + j]
+            _gru_cell_backward(gates, t, b, hs, prev, hn, dh, dgx, dgh)
         matmul_nt(dgh[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] += dh_prev[b - b0]
+                for j in range(H):
+                    dh[b, j] += dh_prev[b - b0, j]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):

@@ -33,45 +33,52 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
-from numlstm.cells.activations import sigmoid_inplace, tanh, tanh_inplace
-from numlstm.cells.gemm import matmul_nt
+from numlstm.cells.activations import sigmoid, tanh
+from numlstm.cells.gemm import matmul, matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
-@njit(**JIT_OPTIONS)
-def _lstm_cell(a, r, c, m, peep, coupled):
-    """One row of one step: gate activations into ``a``, new ``c``, and ``m = o * tanh(c)``.
+@njit(inline="always", **JIT_OPTIONS)
+def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
+    """Row ``b`` of step ``t``: gate activations into ``a[t, b]``, new ``c[b]``, ``m[i]``.
 
-    ``a`` holds the input projection and ``r`` the recurrent product. Each
-    loop touches few arrays and has no branch, so that LLVM vectorises it.
+    ``a[t, b]`` holds the input projection and ``r[i]`` the recurrent
+    product; ``m[i]`` receives ``o * tanh(c)``. Each loop touches few arrays
+    and has no branch, so that LLVM vectorises it. Arrays are indexed, never
+    sliced: a view would update its parent's reference count atomically, and
+    the threads working on other rows share those parents.
     """
-    H = c.shape[0]
+    H = c.shape[1]
+    G = a.shape[2]
     one = a.dtype.type(1)
     g_off = H if coupled else 2 * H
     o_off = g_off + H
-    for k in range(a.shape[0]):
-        a[k] += r[k]
+    for k in range(G):
+        a[t, b, k] += r[i, k]
     if peep.shape[0] > 0:
         for j in range(H):
-            a[j] += peep[0, j] * c[j]
+            a[t, b, j] += peep[0, j] * c[b, j]
         if not coupled:
             for j in range(H):
-                a[H + j] += peep[1, j] * c[j]
-    sigmoid_inplace(a[:g_off])
-    tanh_inplace(a[g_off:o_off])
+                a[t, b, H + j] += peep[1, j] * c[b, j]
+    for k in range(g_off):
+        a[t, b, k] = sigmoid(a[t, b, k])
+    for k in range(g_off, o_off):
+        a[t, b, k] = tanh(a[t, b, k])
     if coupled:
         for j in range(H):
-            c[j] = (one - a[j]) * c[j] + a[j] * a[H + j]
+            c[b, j] = (one - a[t, b, j]) * c[b, j] + a[t, b, j] * a[t, b, H + j]
     else:
         for j in range(H):
-            c[j] = a[H + j] * c[j] + a[j] * a[2 * H + j]
+            c[b, j] = a[t, b, H + j] * c[b, j] + a[t, b, j] * a[t, b, 2 * H + j]
     if peep.shape[0] > 0:
         o_row = peep.shape[0] - 1
         for j in range(H):
-            a[o_off + j] += peep[o_row, j] * c[j]
-    sigmoid_inplace(a[o_off:])
+            a[t, b, o_off + j] += peep[o_row, j] * c[b, j]
+    for k in range(o_off, G):
+        a[t, b, k] = sigmoid(a[t, b, k])
     for j in range(H):
-        m[j] = a[o_off + j] * tanh(c[j])
+        m[i, j] = a[t, b, o_off + j] * tanh(c[b, j])
 
 
 @njit(**JIT_OPTIONS)
@@ -118,68 +125,68 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
             if t < lengths[b]:
-                _lstm_cell(gates[t, b], hh[b - b0], c[b], m[b - b0], peep, coupled)
+                _lstm_cell(gates, t, b, hh, b - b0, c, m, peep, coupled)
         if project:
             matmul_nt(m, w_hr, hp)
         for b in range(b0, b1):
-            o = out[t, b, off:off + P]
-            if t < lengths[b]:
-                h[b] = hp[b - b0]
-                o[:] = h[b]
-            else:
-                o[:] = 0
+            active = t < lengths[b]
+            for j in range(P):
+                if active:
+                    h[b, j] = hp[b - b0, j]
+                out[t, b, off + j] = h[b, j] if active else 0
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
             cs[new, b0:b1] = c[b0:b1]
 
 
-@njit(**JIT_OPTIONS)
-def _lstm_cell_backward(a, cp, cn, dm, dc, dg, peep, dpeep, coupled):
-    """One row of one step backward.
+@njit(inline="always", **JIT_OPTIONS)
+def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coupled):
+    """Row ``b`` of step ``t`` backward.
 
-    ``a`` holds the step's gate activations, ``cp``/``cn`` the previous and
-    new cell state, ``dm`` the gradient of ``o * tanh(c)``. ``dc`` holds the
-    gradient of the new cell state on entry and of the previous one on exit;
-    ``dg`` receives the pre-activation gradients and ``dpeep`` accumulates
-    the peephole gradient. Loops are kept simple so that LLVM vectorises them.
+    ``a[t, b]`` holds the step's gate activations, ``cs[prev, b]`` and
+    ``cs[new, b]`` the previous and new cell state, ``dm[i]`` the gradient
+    of ``o * tanh(c)``. ``dc[b]`` holds the gradient of the new cell state on
+    entry and of the previous one on exit; ``dg[t, b]`` receives the
+    pre-activation gradients and ``dpeep`` accumulates the peephole
+    gradient. Indexed, never sliced, as in :func:`_lstm_cell`.
     """
-    H = dc.shape[0]
+    H = dc.shape[1]
     one = a.dtype.type(1)
     g_off = H if coupled else 2 * H
     o_off = g_off + H
     has_peep = peep.shape[0] > 0
     for j in range(H):
-        og = a[o_off + j]
-        tc = tanh(cn[j])
-        dg[o_off + j] = dm[j] * tc * og * (one - og)
-        dc[j] += dm[j] * og * (one - tc * tc)
+        og = a[t, b, o_off + j]
+        tc = tanh(cs[new, b, j])
+        dg[t, b, o_off + j] = dm[i, j] * tc * og * (one - og)
+        dc[b, j] += dm[i, j] * og * (one - tc * tc)
     if has_peep:
         o_row = peep.shape[0] - 1
         for j in range(H):
-            dc[j] += dg[o_off + j] * peep[o_row, j]
-            dpeep[o_row, j] += dg[o_off + j] * cn[j]
+            dc[b, j] += dg[t, b, o_off + j] * peep[o_row, j]
+            dpeep[o_row, j] += dg[t, b, o_off + j] * cs[new, b, j]
     if coupled:
         for j in range(H):
-            ig, gg = a[j], a[H + j]
-            dg[j] = dc[j] * (gg - cp[j]) * ig * (one - ig)
-            dg[H + j] = dc[j] * ig * (one - gg * gg)
-            dc[j] *= one - ig
+            ig, gg = a[t, b, j], a[t, b, H + j]
+            dg[t, b, j] = dc[b, j] * (gg - cs[prev, b, j]) * ig * (one - ig)
+            dg[t, b, H + j] = dc[b, j] * ig * (one - gg * gg)
+            dc[b, j] *= one - ig
     else:
         for j in range(H):
-            ig, fg, gg = a[j], a[H + j], a[2 * H + j]
-            dg[j] = dc[j] * gg * ig * (one - ig)
-            dg[H + j] = dc[j] * cp[j] * fg * (one - fg)
-            dg[2 * H + j] = dc[j] * ig * (one - gg * gg)
-            dc[j] *= fg
+            ig, fg, gg = a[t, b, j], a[t, b, H + j], a[t, b, 2 * H + j]
+            dg[t, b, j] = dc[b, j] * gg * ig * (one - ig)
+            dg[t, b, H + j] = dc[b, j] * cs[prev, b, j] * fg * (one - fg)
+            dg[t, b, 2 * H + j] = dc[b, j] * ig * (one - gg * gg)
+            dc[b, j] *= fg
     if has_peep:
         for j in range(H):
-            dc[j] += dg[j] * peep[0, j]
-            dpeep[0, j] += dg[j] * cp[j]
+            dc[b, j] += dg[t, b, j] * peep[0, j]
+            dpeep[0, j] += dg[t, b, j] * cs[prev, b, j]
         if not coupled:
             for j in range(H):
-                dc[j] += dg[H + j] * peep[1, j]
-                dpeep[1, j] += dg[H + j] * cp[j]
+                dc[b, j] += dg[t, b, H + j] * peep[1, j]
+                dpeep[1, j] += dg[t, b, H + j] * cs[prev, b, j]
 
 
 @njit(**JIT_OPTIONS)
@@ -189,12 +196,13 @@ def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_o
 
     ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored;
     ``w_hh_t`` (P, G) and ``w_hr_t`` (H, P) are the transposed weights, as
-    C-contiguous arrays. ``dh``/``dc`` hold the gradient of the final state on entry and of the
-    initial state on exit. ``dgates`` (T, B, G) receives the gradient of the
-    gate pre-activations (zero on finished rows); ``dpeep`` accumulates the
-    peephole gradient of these rows. With a projection, ``dhp`` (T, B, P)
-    receives the gradient of each projected output and ``ms`` (T, B, H) the
-    unprojected output :math:`o \\odot \\tanh(c)`, for the ``W_hr`` GEMM.
+    C-contiguous arrays. ``dh``/``dc`` hold the gradient of the final state
+    on entry and of the initial state on exit. ``dgates`` (T, B, G) receives
+    the gradient of the gate pre-activations (zero on finished rows);
+    ``dpeep`` accumulates the peephole gradient of these rows. With a
+    projection, ``dhp`` (T, B, P) receives the gradient of each projected
+    output and ``ms`` (T, B, H) the unprojected output
+    :math:`o \\odot \\tanh(c)`, for the ``W_hr`` GEMM.
     """
     T, _, G = gates.shape
     H = dc.shape[1]
@@ -208,29 +216,32 @@ def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_o
         t = s if reverse else T - 1 - s
         prev, new = slots(t, reverse)
         for b in range(b0, b1):
-            if t < lengths[b]:
-                dh[b] += grad_out[t, b, off:off + P]
+            active = t < lengths[b]
+            for j in range(P):
+                if active:
+                    dh[b, j] += grad_out[t, b, off + j]
+                if project:
+                    dhp[t, b, j] = dh[b, j] if active else 0
+            if project:
+                for j in range(H):
+                    ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j]) if active else 0
         if project:
-            for b in range(b0, b1):
-                if t < lengths[b]:
-                    dhp[t, b] = dh[b]
-                    for j in range(H):
-                        ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j])
-                else:
-                    dhp[t, b] = 0
-                    ms[t, b] = 0
             matmul_nt(dh[b0:b1], w_hr_t, dm)
         for b in range(b0, b1):
             if t >= lengths[b]:
-                dgates[t, b] = 0
-                continue
-            _lstm_cell_backward(gates[t, b], cs[prev, b], cs[new, b],
-                                dm[b - b0] if project else dh[b], dc[b], dgates[t, b], peep,
-                                dpeep, coupled)
+                for k in range(G):
+                    dgates[t, b, k] = 0
+            elif project:
+                _lstm_cell_backward(gates, dgates, t, b, cs, prev, new, dm, b - b0, dc, peep,
+                                    dpeep, coupled)
+            else:
+                _lstm_cell_backward(gates, dgates, t, b, cs, prev, new, dh, b, dc, peep, dpeep,
+                                    coupled)
         matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] = dh_prev[b - b0]
+                for j in range(P):
+                    dh[b, j] = dh_prev[b - b0, j]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
@@ -298,7 +309,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dpeep = sum(run_on_rows(rows, B))
     dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
     grads["weight_peephole"] = dpeep
-    grads["weight_hr"] = (dhp.reshape(T * B, P).T @ ms.reshape(T * B, H)
+    grads["weight_hr"] = (matmul(dhp.reshape(T * B, P).T, ms.reshape(T * B, H))
                           if project else np.zeros_like(p["weight_hr"]))
     return dx, grads
 

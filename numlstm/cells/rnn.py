@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS, run_on_rows
-from numlstm.cells.activations import tanh_inplace
+from numlstm.cells.activations import tanh
 from numlstm.cells.gemm import matmul_nt
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
@@ -37,20 +37,18 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
         t = T - 1 - s if reverse else s
         matmul_nt(h[b0:b1], w_hh, hh)
         for b in range(b0, b1):
-            o = out[t, b, off:off + H]
-            if t >= lengths[b]:
-                o[:] = 0
-                continue
-            a = gates[t, b]
+            active = t < lengths[b]
+            if active:
+                if relu:
+                    for j in range(H):
+                        gates[t, b, j] = max(gates[t, b, j] + hh[b - b0, j], zero)
+                else:
+                    for j in range(H):
+                        gates[t, b, j] = tanh(gates[t, b, j] + hh[b - b0, j])
             for j in range(H):
-                a[j] += hh[b - b0, j]
-            if relu:
-                for j in range(H):
-                    a[j] = max(a[j], zero)
-            else:
-                tanh_inplace(a)
-            h[b] = a
-            o[:] = a
+                if active:
+                    h[b, j] = gates[t, b, j]
+                out[t, b, off + j] = h[b, j] if active else 0
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
@@ -73,19 +71,17 @@ def _rnn_backward(gates, w_hh_t, relu, lengths, reverse, grad_out, off, dh, dgat
     for s in range(T):
         t = s if reverse else T - 1 - s
         for b in range(b0, b1):
-            dg = dgates[t, b]
-            if t >= lengths[b]:
-                dg[:] = 0
-                continue
-            a = gates[t, b]
-            g = grad_out[t, b, off:off + H]
+            active = t < lengths[b]
             for j in range(H):
-                d = dh[b, j] + g[j]
-                dg[j] = (d if a[j] > zero else zero) if relu else d * (one - a[j] * a[j])
+                a = gates[t, b, j]
+                d = dh[b, j] + grad_out[t, b, off + j]
+                grad = (d if a > zero else zero) if relu else d * (one - a * a)
+                dgates[t, b, j] = grad if active else zero
         matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
-                dh[b] = dh_prev[b - b0]
+                for j in range(H):
+                    dh[b, j] = dh_prev[b - b0, j]
 
 
 def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
