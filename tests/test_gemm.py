@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from numlstm.cells.gemm import BLAS_MIN_ROWS, matmul_nt
+from numlstm.cells.gemm import BLAS_MIN_ROWS, SPLIT_MIN_MACS, matmul, matmul_nt
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
@@ -17,3 +17,13 @@ def test_matches_numpy(rows, cols, dtype, tol):
     matmul_nt(a, b, out)
     expected = a.astype(np.float64) @ b.T.astype(np.float64)
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4), (300, 130, 120)], ids=["direct", "split"])
+def test_matmul_matches_numpy_on_both_paths(shape):
+    n, k, m = shape
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((n, k)).astype(np.float32)
+    b = rng.standard_normal((m, k)).astype(np.float32).T  # a transposed view, as the layers pass
+    assert (n * k * m >= SPLIT_MIN_MACS) == (shape[0] == 300)
+    np.testing.assert_allclose(matmul(a, b), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)

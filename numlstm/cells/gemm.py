@@ -24,6 +24,8 @@ from numba import njit
 
 from numlstm._config import BLAS_MIN_ROWS, JIT_OPTIONS, run_on_rows
 
+SPLIT_MIN_MACS = 1 << 22
+
 
 @njit(**JIT_OPTIONS)
 def _dot_pair(a, b, out, i):
@@ -90,7 +92,14 @@ def matmul_nt(a, b, out):
 
 
 def matmul(a, b):
-    """``a @ b`` for 2-D arrays, the rows of ``a`` split across numlstm's threads."""
+    """``a @ b`` for 2-D arrays, the rows of ``a`` split across numlstm's threads.
+
+    Below ``SPLIT_MIN_MACS`` multiply-adds the split and the BLAS thread
+    limit cost more than they save, and BLAS runs such a product on one
+    thread anyway: it is called directly.
+    """
+    if a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MIN_MACS:
+        return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
 
     def rows(r0, r1):
