@@ -9,10 +9,12 @@ Threads: the recurrence of one sequence is sequential, but the rows of a
 batch are independent for the whole sequence. So the time-loop kernels run on
 slices of the batch in ``num_threads()`` Python threads (the kernels release
 the GIL), each with single-threaded BLAS for its per-step products. That needs
-no synchronisation per step. The GEMMs over every step at once (the input
-projection and the weight gradients) run outside, on the multi-threaded BLAS.
-``num_threads()`` follows ``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS``
-or ``numba.set_num_threads`` sets it.
+no synchronisation per step. The large GEMMs over every step at once (the
+input projection and the weight gradients) split their rows across the same
+threads (see :func:`numlstm.cells.gemm.matmul`), so BLAS's own thread pool is
+never woken to spin beside them. ``num_threads()`` follows
+``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS`` or
+``numba.set_num_threads`` sets it.
 """
 
 import atexit
@@ -25,7 +27,6 @@ import numpy as np
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 CACHE = os.environ.get("NUMLSTM_DISABLE_CACHE", "0") not in ("1", "true", "True")
-DEFAULT_DTYPE = np.float32
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
