@@ -352,12 +352,16 @@ class _RecurrentLayer:
         return {}
 
     def _run(self, x, states, lengths, store, use_dropout):
-        """Every layer and direction; returns output, final states and per-layer caches."""
+        """Every layer and direction; returns output, final states and per-layer caches.
+
+        ``states`` are fresh arrays (from ``_check_states``); the kernels turn
+        them into the final states in place.
+        """
         cell, options = self._cell(), self._cell_options()
         xp = self._backend
         T, B, _ = x.shape
         D, P = self.num_directions, self.output_size
-        final = tuple(xp.copy(s) for s in states)
+        final = states
         dev_lengths = xp.to_device(lengths)
         caches, masks = [], []
         inp = x
