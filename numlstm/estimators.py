@@ -146,7 +146,9 @@ class _SequenceEstimator(BaseEstimator):
     """Training loop, prediction plumbing, inspection and saving shared by both estimators.
 
     Subclasses provide the task: ``_numeric_targets``, ``_multi_output``,
-    ``_encode_targets``, ``_loss``, ``_score_rows`` and ``_SAVED``.
+    ``_encode_targets``, ``_loss``, ``_score_rows`` and ``_SAVED``. ``_encode_targets``
+    returns the encoded targets and, for a new fit, the fitted attributes it derived
+    (which ``_fit`` sets only once all validation passed).
     """
 
     _parameter_constraints: dict = {
@@ -279,20 +281,18 @@ class _SequenceEstimator(BaseEstimator):
             )
         return self.device
 
+    def _feature_names(self, seqs):
+        names = seqs.coords.get(self.dims[2])
+        return names if names is not None and names.dtype.kind in "UO" else None
+
     def _check_X(self, X, *, reset):
-        """Validate X; on ``reset`` record its feature count and names, else check them."""
+        """Validate X; unless ``reset`` (a new fit, which records them later), check its features."""
         dtype = FLOAT_DTYPES if reset else self._net.config["dtype"]
         seqs = check_sequences(X, dims=self.dims, dtype=dtype)
-        n_features = seqs.values.shape[2]
-        names = seqs.coords.get(self.dims[2])
-        names = names if names is not None and names.dtype.kind in "UO" else None
         if reset:
-            self.n_features_in_ = n_features
-            if names is not None:
-                self.feature_names_in_ = names.astype(object)
-            elif hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
             return seqs
+        n_features = seqs.values.shape[2]
+        names = self._feature_names(seqs)
         if n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {n_features} features, but {type(self).__name__} is expecting "
@@ -305,9 +305,7 @@ class _SequenceEstimator(BaseEstimator):
 
     def _check_targets(self, y, seqs, *, reset):
         targets = check_targets(y, seqs, dims=self.dims, numeric=self._numeric_targets, multi_output=self._multi_output)
-        if reset:
-            self._output_dim, self._output_coord = targets.output_dim, targets.output_coord
-        elif targets.per_step != self._net.per_step:
+        if not reset and targets.per_step != self._net.per_step:
             fitted = "per-step targets (y with a time dim)" if self._net.per_step else "one target per sequence"
             raise ValueError(f"{type(self).__name__} was fitted with {fitted}; y must have the same form")
         return targets
@@ -359,13 +357,24 @@ class _SequenceEstimator(BaseEstimator):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "_net") and (partial or self.warm_start)
+        # Validation computes into locals; fitted state changes only once all of it passed,
+        # so a fit that fails on its data leaves a fitted estimator as it was.
         seqs = self._check_X(X, reset=not continuing)
         targets = self._check_targets(y, seqs, reset=not continuing)
-        encoded = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
+        encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
         if continuing:
             self._check_architecture()
             self._net = self._net.to(device)  # the optimizer's state follows its parameters
         else:
+            self.n_features_in_ = seqs.values.shape[2]
+            names = self._feature_names(seqs)
+            if names is not None:
+                self.feature_names_in_ = names.astype(object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            self._output_dim, self._output_coord = targets.output_dim, targets.output_coord
+            for name, value in fitted.items():
+                setattr(self, name, value)
             self._build(seqs, self._n_outputs(), targets.per_step, device)
         self.device_ = device
         if not partial or not hasattr(self, "_optimizer"):
@@ -391,6 +400,9 @@ class _SequenceEstimator(BaseEstimator):
         best_weights, no_improvement = None, 0
         bar = _progress_bar(self.verbose, n_epochs, type(self).__name__)
         converged = interrupted = False
+        if val is not None:  # the validation set is the same every epoch: index it once
+            x_val, lengths_val = x[val], lengths[val]
+            rows_val = _rows(raw, val, lengths_val, self._net.per_step)
         try:
             for _ in range(n_epochs):
                 loss = self._run_epoch(x, lengths, encoded, train)
@@ -400,9 +412,7 @@ class _SequenceEstimator(BaseEstimator):
                 if val is None:
                     improved, new_best = loss < self.best_loss_ - self.tol, loss < self.best_loss_
                 else:
-                    score = self._score_rows(
-                        self._net.predict(x[val], lengths[val]), _rows(raw, val, lengths[val], self._net.per_step)
-                    )
+                    score = self._score_rows(self._net.predict(x_val, lengths_val), rows_val)
                     self.validation_scores_.append(score)
                     improved = score > self.best_validation_score_ + self.tol
                     new_best = score > self.best_validation_score_
@@ -570,7 +580,7 @@ class _SequenceEstimator(BaseEstimator):
                 continue
             value = getattr(self, name)
             if isinstance(value, SequenceNet):
-                attrs[name] = {"kind": "net", "config": value.config}
+                attrs[name] = {"kind": "net", "config": _jsonable(value.config)}
                 arrays.update({f"{name}/{k}": v for k, v in value.state_dict().items()})
             elif isinstance(value, Standardizer):
                 attrs[name] = {"kind": "standardizer"}
@@ -580,7 +590,8 @@ class _SequenceEstimator(BaseEstimator):
                 arrays[name] = value
             else:
                 attrs[name] = {"kind": "json", "value": _jsonable(value)}
-        io.write_model(path, {"estimator": type(self).__name__, "params": params, "attributes": attrs}, arrays)
+        metadata = {"estimator": type(self).__name__, "params": _jsonable(params), "attributes": attrs}
+        io.write_model(path, metadata, arrays)
 
     @classmethod
     def _from_saved(cls, metadata, arrays):
@@ -646,6 +657,9 @@ def _progress_bar(verbose, total, desc):
 
 
 def _jsonable(value):
+    """``value`` with NumPy scalars (also inside lists, tuples and dicts) as Python ones."""
+    if isinstance(value, dict):
+        return {key: _jsonable(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (np.integer, np.floating, np.bool_)):
@@ -667,12 +681,20 @@ _NET_CONFIG_TYPES = {
     "per_step": bool,
 }
 
+# Saved only for cell="lstm".
+_LSTM_CONFIG_TYPES = {"peephole": bool, "coupled": bool, "forget_bias": float}
+
 
 def _checked_net_config(config):
     """A saved network config, type-checked before anything is built from it."""
     if not isinstance(config, dict):
         raise ValueError("network config must be a mapping")
-    for key, kind in _NET_CONFIG_TYPES.items():
+    types = dict(_NET_CONFIG_TYPES)
+    if config.get("cell") == "lstm":
+        types.update(_LSTM_CONFIG_TYPES)
+    for key, kind in types.items():
+        if key not in config:
+            raise ValueError(f"network config lacks {key!r}")
         value = config[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
@@ -735,14 +757,19 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
         return self.n_outputs_
 
     def _encode_targets(self, targets, seqs, *, reset, classes=None):
+        """Encoded targets and, on ``reset``, the fitted attributes to set (not yet set)."""
         values = targets.values
         if reset:
-            self.n_outputs_ = values.shape[-1]
             rows = values[seqs.mask] if targets.per_step else values
-            self._y_scaler = Standardizer.fit(rows) if self.standardize else None
-        elif values.shape[-1] != self.n_outputs_:
-            raise ValueError(f"y has {values.shape[-1]} outputs, but {type(self).__name__} was fitted with {self.n_outputs_}")
-        return values if self._y_scaler is None else self._y_scaler.transform(values)
+            y_scaler = Standardizer.fit(rows) if self.standardize else None
+            fitted = {"n_outputs_": values.shape[-1], "_y_scaler": y_scaler}
+        else:
+            if values.shape[-1] != self.n_outputs_:
+                raise ValueError(
+                    f"y has {values.shape[-1]} outputs, but {type(self).__name__} was fitted with {self.n_outputs_}"
+                )
+            y_scaler, fitted = self._y_scaler, {}
+        return (values if y_scaler is None else y_scaler.transform(values)), fitted
 
     def _decode(self, outputs):
         return outputs if self._y_scaler is None else self._y_scaler.inverse_transform(outputs)
@@ -842,30 +869,31 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         return len(self.classes_)
 
     def _encode_targets(self, targets, seqs, *, reset, classes=None):
+        """Encoded labels and, on ``reset``, the fitted attributes to set (not yet set)."""
         labels = targets.values[..., 0]
         valid = labels[seqs.mask] if targets.per_step else labels
         check_classification_targets(valid)
         if reset:
-            if classes is None:
-                self.classes_ = np.unique(valid)
-            else:
-                self.classes_ = np.unique(np.asarray(classes))
-            if len(self.classes_) < 2:
+            found = np.unique(valid) if classes is None else np.unique(np.asarray(classes))
+            if len(found) < 2:
                 raise ValueError(
                     f"{type(self).__name__} needs samples of at least 2 classes, but the data "
-                    f"contains only one class: {self.classes_[0]!r}"
+                    f"contains only one class: {found[0]!r}"
                 )
-        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from classes_={self.classes_!r} of the first call")
-        index = np.searchsorted(self.classes_, valid).clip(0, len(self.classes_) - 1)
-        unknown = self.classes_[index] != valid
+            fitted = {"classes_": found}
+        else:
+            found, fitted = self.classes_, {}
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), found):
+                raise ValueError(f"classes={classes!r} differs from classes_={found!r} of the first call")
+        index = np.searchsorted(found, valid).clip(0, len(found) - 1)
+        unknown = found[index] != valid
         if unknown.any():
-            raise ValueError(f"y contains labels not in classes_ {self.classes_!r}: {np.unique(valid[unknown])!r}")
+            raise ValueError(f"y contains labels not in classes_ {found!r}: {np.unique(valid[unknown])!r}")
         if not targets.per_step:
-            return index
+            return index, fitted
         encoded = np.zeros(labels.shape, np.intp)
         encoded[seqs.mask] = index
-        return encoded
+        return encoded, fitted
 
     def _loss(self, outputs, target_rows):
         return cross_entropy(outputs, target_rows)

@@ -5,6 +5,7 @@ in ``test_learning.py``.
 """
 
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import xarray as xr
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -103,7 +105,8 @@ def test_sequence_to_sequence_regression():
     y_da = xr.DataArray(y[..., 0], dims=("sample", "time"))
     per_step = LSTMRegressor(**TINY).fit(da, y_da).predict(da)
     assert per_step.dims == ("sample", "time") and list(per_step["time"].values) == list(range(6))
-    assert reg.score(X, y) <= 1
+    # score pools every valid step of every sequence; padded steps are left out
+    assert reg.score(X, y) == pytest.approx(r2_score(y[mask], pred[mask]), rel=1e-12, abs=1e-12)
     with pytest.raises(ValueError, match="per-step targets"):
         reg.score(X, y[:, 0])
 
@@ -134,7 +137,7 @@ def test_per_step_classification():
     assert set(pred[mask]) <= {"NOUN", "VERB"}
     assert all(v is np.nan or np.isnan(v) for v in pred[~mask])
     assert clf.predict_proba(X).shape == (40, 6, 2)
-    assert 0 <= clf.score(X, tags[..., None]) <= 1
+    assert clf.score(X, tags[..., None]) == accuracy_score(tags[mask].astype(str), pred[mask].astype(str))
     unpadded = LSTMClassifier(**TINY).fit(X[:, :2], tags[:, :2, None])
     assert unpadded.predict(X[:, :2]).dtype == unpadded.classes_.dtype
 
@@ -397,6 +400,61 @@ def test_save_load_round_trip(tmp_path, est, y_kind):
     assert loaded.n_iter_ == est.n_iter_ + 1
 
 
+def test_save_load_numpy_scalar_hyper_parameters(tmp_path):
+    """Hyper-parameters given as NumPy scalars save (also as checkpoints) and load back."""
+    X, _ = sequences(min_length=2)
+    y = X[:, 0, 0] + np.nan_to_num(X[:, -1, 1])
+    params = dict(
+        TINY,
+        hidden_size=np.int64(4),
+        num_layers=np.int32(1),
+        max_iter=np.int64(3),
+        learning_rate=np.float32(1e-3),
+        forget_bias=np.float64(1.0),
+        dropout=np.float64(0.0),
+        peephole=np.bool_(True),
+        random_state=np.int64(0),
+        early_stopping=True,
+        validation_fraction=np.float64(0.25),
+        checkpoint_path=tmp_path / "checkpoint.npz",
+    )
+    reg = LSTMRegressor(**params).fit(X, y)
+    path = tmp_path / "model.npz"
+    reg.save(path)
+    for saved in (path, tmp_path / "checkpoint.npz"):
+        loaded = numlstm.load(saved)
+        assert loaded.hidden_size == 4 and type(loaded.hidden_size) is int
+        assert type(loaded.learning_rate) is float and type(loaded.peephole) is bool
+    np.testing.assert_array_equal(numlstm.load(path).predict(X), reg.predict(X))
+
+
+def _edit_saved_config(path, edit):
+    """The bytes of the model file at ``path`` with ``edit`` applied to its saved network config."""
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    meta = json.loads(str(arrays["__metadata__"]))
+    edit(meta["attributes"]["_net"]["config"])
+    return _npz({**arrays, "__metadata__": np.array(json.dumps(meta))})
+
+
+def test_lstm_only_config_options_are_type_checked_on_load(tmp_path):
+    X, _ = sequences()
+    path = tmp_path / "model.npz"
+    LSTMRegressor(**TINY).fit(X, X[:, -1, 0]).save(path)
+    bad = tmp_path / "bad.npz"
+    for key, value in [("peephole", 1), ("coupled", "no"), ("forget_bias", 1), ("forget_bias", "1.0"), ("peephole", None)]:
+        bad.write_bytes(_edit_saved_config(path, lambda config: config.update({key: value})))
+        with pytest.raises(ValueError, match=key):
+            numlstm.load(bad)
+    for key in ("peephole", "coupled", "forget_bias"):
+        bad.write_bytes(_edit_saved_config(path, lambda config: config.pop(key)))
+        with pytest.raises(ValueError, match=key):
+            numlstm.load(bad)
+    # GRU and RNN nets save none of them
+    LSTMRegressor(**dict(TINY, cell="gru")).fit(X, X[:, -1, 0]).save(path)
+    assert numlstm.load(path).cell == "gru"
+
+
 def corrupt_files(path, tmp_path):
     data = path.read_bytes()
     yield "truncated", data[: len(data) // 2]
@@ -462,6 +520,32 @@ def test_corrupted_or_crafted_files_raise_value_error(tmp_path):
 
 
 # ---- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["one class", "unknown features", "wrong outputs"])
+def test_failed_refit_leaves_the_fitted_estimator_intact(kind):
+    """A refit that fails validation changes no fitted state: predict works as before."""
+    X, _ = sequences(n=20)
+    labels = np.where(X[:, -1, 0] > 0, "up", "down")
+    if kind == "one class":
+        est, y, bad_X, bad_y, match = LSTMClassifier(**TINY), labels, X, np.full(20, "z"), "only one class"
+    elif kind == "unknown features":  # new features, and y does not match X
+        est, y, bad_X, bad_y, match = LSTMClassifier(**TINY), labels, X[..., :1], labels[:5], "."
+    else:
+        y = X[:, -1, :]
+        est, bad_X, bad_y, match = LSTMRegressor(**TINY), X[:, :, :1], y[:3], "."
+    est.fit(X, y)
+    state = {name: getattr(est, name) for name in ("n_features_in_", "_output_dim", "_net", "_x_scaler")}
+    before = est.predict(X)
+    with pytest.raises(ValueError, match=match):
+        est.fit(bad_X, bad_y)
+    for name, value in state.items():
+        assert getattr(est, name) is value
+    np.testing.assert_array_equal(est.predict(X), before)
+    if isinstance(est, LSTMClassifier):
+        assert list(est.classes_) == ["down", "up"]
+    else:
+        assert est.n_outputs_ == 2
 
 
 def test_bad_input_errors():

@@ -109,8 +109,3 @@ def results(host, dx, grads):
     if not host:
         return dx, grads
     return dx.copy_to_host(), {name: g.copy_to_host() for name, g in grads.items()}
-
-
-def gate_dict_to_host(states):
-    """Copy a dict of device arrays to the host (for inspection)."""
-    return {key: np.ascontiguousarray(value.copy_to_host()) for key, value in states.items()}
