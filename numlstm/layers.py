@@ -109,16 +109,21 @@ class _RecurrentLayer:
         self.grads = {}
 
     def _init_params(self):
-        k = 1.0 / math.sqrt(self.hidden_size)
-        self.params = {name: self._rng.uniform(-k, k, size=shape).astype(self.dtype)
-                       for name, shape in self._param_shapes().items()}
+        """Draw U(-1/sqrt(H), 1/sqrt(H)) weights on the host, then move them to the device once.
 
-    def _params_to_device(self):
-        """Move the weights to the layer's device, once; they live there from now on."""
+        Drawing on the host gives the same weights for a seed on every device.
+        """
+        k = 1.0 / math.sqrt(self.hidden_size)
+        host = {name: self._rng.uniform(-k, k, size=shape).astype(self.dtype)
+                for name, shape in self._param_shapes().items()}
+        self._adjust_initial_params(host)
         xp = self._backend
-        self.params = {name: xp.to_device(value) for name, value in self.params.items()}
+        self.params = {name: xp.to_device(value) for name, value in host.items()}
         self._zero_bias = xp.zeros(self._gate_rows(), self.dtype)
         self._empty = xp.zeros((0, self.hidden_size), self.dtype)
+
+    def _adjust_initial_params(self, params):
+        """Hook for a cell to change its freshly drawn host weights in place."""
 
     # ---- shapes -------------------------------------------------------------------------
 
@@ -137,8 +142,12 @@ class _RecurrentLayer:
     def _state_sizes(self):
         return (self.output_size, self.hidden_size)[: self._state_arity]
 
+    @staticmethod
+    def _suffix(layer, direction):
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
     def _suffixes(self):
-        return [(layer, direction, f"_l{layer}" + ("_reverse" if direction else ""))
+        return [(layer, direction, self._suffix(layer, direction))
                 for layer in range(self.num_layers) for direction in range(self.num_directions)]
 
     def _param_shapes(self):
@@ -369,7 +378,7 @@ class _RecurrentLayer:
             out = xp.empty((T, B, D * P), self.dtype)
             layer_caches = []
             for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                sfx = self._suffix(layer, direction)
                 idx = layer * D + direction
                 state = tuple(s[idx] for s in final)
                 layer_caches.append(cell.forward(self._direction_params(sfx), inp, state, dev_lengths,
@@ -480,7 +489,7 @@ class _RecurrentLayer:
         for layer in reversed(range(self.num_layers)):
             dinp = None
             for direction in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                sfx = self._suffix(layer, direction)
                 idx = layer * D + direction
                 dstate = tuple(s[idx] for s in dstates)
                 dx, dgrads = cell.backward(self._direction_params(sfx),
@@ -596,13 +605,15 @@ class LSTM(_RecurrentLayer):
         self.forget_bias = float(forget_bias)
         self._num_gates = 3 if self.coupled else 4
         self._init_params()
+
+    def _adjust_initial_params(self, params):
+        """Add ``forget_bias`` to the forget rows (subtract it from the input rows if coupled)."""
         H = self.hidden_size
         for _, _, sfx in self._suffixes():
             if self.forget_bias and self.coupled:
-                self.params["bias_ih" + sfx][:H] -= self.forget_bias
+                params["bias_ih" + sfx][:H] -= self.forget_bias
             elif self.forget_bias:
-                self.params["bias_ih" + sfx][H:2 * H] += self.forget_bias
-        self._params_to_device()
+                params["bias_ih" + sfx][H:2 * H] += self.forget_bias
 
     @property
     def output_size(self):
@@ -659,7 +670,6 @@ class GRU(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, device=device)
         self._init_params()
-        self._params_to_device()
 
 
 class RNN(_RecurrentLayer):
@@ -694,7 +704,6 @@ class RNN(_RecurrentLayer):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, device=device)
         self._init_params()
-        self._params_to_device()
 
     def _cell_options(self):
         return {"relu": self.nonlinearity == "relu"}
