@@ -97,7 +97,7 @@ def test_kernels_compile_to_ptx():
         pytest.skip(f"cannot compile PTX here: {type(exc).__name__}: {str(exc)[:200]}")
     from numlstm.cuda import _ptx
     ptx = _ptx.compile_all()
-    assert len(ptx) == 2 * 21
+    assert len(ptx) == 2 * (1 + 12 + 2 * 4)
 
 
 # ---- fixtures and helpers ----------------------------------------------------------------
@@ -229,6 +229,20 @@ def test_cell_matches_cpu(case, dtype, reverse):
     errors = max_errors(case, dtype, reverse)
     bad = {k: v for k, v in errors.items() if not v <= TOL[dtype]}
     assert not bad, f"{case} {dtype.__name__} reverse={reverse}: {bad}"
+
+
+@needs_cuda
+@pytest.mark.skipif(SIMULATOR, reason="the simulator syncs a grid of one block only")
+@pytest.mark.parametrize("case", ["lstm_proj_peephole", "lstm_coupled", "gru", "rnn_relu"])
+def test_persistent_kernels_across_many_blocks(case, monkeypatch):
+    """On a GPU: 37 rows and 45 units in 4x4 tiles give 120 blocks that meet at every step."""
+    module = sys.modules[__name__]
+    for name, value in dict(T=6, B=37, I=5, H=45).items():
+        monkeypatch.setattr(module, name, value)
+    lengths = np.random.default_rng(1).integers(1, 7, size=37)
+    for reverse in (False, True):
+        errors = max_errors(case, np.float64, reverse, lengths=lengths)
+        assert max(errors.values()) < TOL[np.float64], errors
 
 
 @needs_cuda

@@ -17,7 +17,6 @@ import numpy as np
 # I int64 scalar, b boolean, F float scalar, D float64 vector.
 SIGNATURES = {
     "_kernels": {
-        "colsum": "A2 A1",
         "fill": "A1 F",
         "add": "A1 A1 A1",
         "multiply": "A1 A1 A1",
@@ -30,21 +29,18 @@ SIGNATURES = {
         "sgd_update": "A1 A1 A1 F F b F",
         "adam_update": "A1 A1 A1 A1 F F F F F F",
     },
-    "lstm": {
-        "step_forward": "A3 A2 A2 L I A2 A2 A2 b A3 A3 I b A3 I",
-        "commit_projection": "A2 L I A3 I b A3 I",
-        "grad_projected_output": "A3 I L I A2 A3",
-        "step_backward": "A3 A3 A2 L I I I A3 I A2 A2 b A2 A3 A3 A3",
-    },
-    "gru": {
-        "step_forward": "A3 A2 L I A2 A3 A3 I b A3 I",
-        "step_backward": "A3 A3 A3 L I I A3 I A2 A3 A3",
-    },
-    "rnn": {
-        "step_forward": "A3 A2 b L I A2 A3 I b A3 I",
-        "step_backward": "A3 b L I A3 I A2 A3",
-    },
 }
+
+# The persistent recurrences (numlstm.cuda._recurrence), per cell: (n_gates, whether the
+# backward accumulates into dh, argument codes of the forward and backward ``cell`` tuples).
+RECURRENCES = {
+    "lstm": (4, False, "A2 A3 A2", "A3 A3 A2 A2 A3 A3"),
+    "lstm_coupled": (3, False, "A2 A3 A2", "A3 A3 A2 A2 A3 A3"),
+    "gru": (3, True, "A1 A3", "A3 A3 A3"),
+    "rnn": (1, False, "b", "A3 b"),
+}
+FORWARD_SIGNATURE = "A3 A2 A3 A2 L b b A3 I A2 A2"
+BACKWARD_SIGNATURE = "A3 A3 A2 A2 L b A3 I A2 A3"
 GEMM_SIGNATURE = "A2 A2 A2 b b A1 b L I"
 
 
@@ -98,20 +94,32 @@ def compile_all(cc=(8, 0), tile=16):
 def _compile_all(cc, tile):
     from numba import cuda
 
-    from numlstm.cuda import _kernels, gru, lstm, rnn
-    modules = {"_kernels": _kernels, "lstm": lstm, "gru": gru, "rnn": rnn}
+    from numba import types
+
+    from numlstm.cuda import _kernels, _recurrence, gru, lstm, rnn
+    steps = {"lstm": lambda dtype: lstm._steps(dtype, 4),
+             "lstm_coupled": lambda dtype: lstm._steps(dtype, 3),
+             "gru": gru._steps, "rnn": rnn._steps}
     ptx = {}
     for dtype in ("float32", "float64"):
-        sources = {("gemm", "gemm"): (_kernels._gemm_source(tile, dtype), GEMM_SIGNATURE)}
-        for mod_name, kernels in SIGNATURES.items():
-            mod = modules[mod_name]
-            found = (mod._helper_sources(dtype) if mod_name == "_kernels"
-                     else mod._sources(dtype))
-            assert set(found) == set(kernels), (mod_name, sorted(found))
-            for name, codes in kernels.items():
-                sources[(mod_name, name)] = (found[name], codes)
-        for (mod_name, name), (fn, codes) in sources.items():
-            text, _ = cuda.compile_ptx(fn, _signature(codes, dtype), cc=cc)
+        sources = {("gemm", "gemm"): (_kernels._gemm_source(tile, dtype),
+                                      _signature(GEMM_SIGNATURE, dtype)),
+                   ("_kernels", "colsum"): (_kernels._colsum_source(tile, dtype),
+                                            _signature("A2 A1", dtype))}
+        helpers = _kernels._helper_sources(dtype)
+        assert set(helpers) == set(SIGNATURES["_kernels"]), sorted(helpers)
+        for name, codes in SIGNATURES["_kernels"].items():
+            sources[("_kernels", name)] = (helpers[name], _signature(codes, dtype))
+        for cell, (n_gates, accumulate, fwd_cell, bwd_cell) in RECURRENCES.items():
+            fwd_step, bwd_step = steps[cell](dtype)
+            fwd = _recurrence.forward_kernel(dtype, tile, n_gates, fwd_step)
+            bwd = _recurrence.backward_kernel(dtype, tile, n_gates, bwd_step, accumulate)
+            sources[(cell, "forward")] = (fwd.py_func, _signature(FORWARD_SIGNATURE, dtype) + (
+                types.Tuple(_signature(fwd_cell, dtype)),))
+            sources[(cell, "backward")] = (bwd.py_func, _signature(BACKWARD_SIGNATURE, dtype) + (
+                types.Tuple(_signature(bwd_cell, dtype)),))
+        for (mod_name, name), (fn, signature) in sources.items():
+            text, _ = cuda.compile_ptx(fn, signature, cc=cc)
             key = f"{mod_name}.{name}[{dtype}]"
             if dtype == "float32":
                 body = text[text.index("{"):]

@@ -1,4 +1,4 @@
-"""Pieces shared by the CUDA cell modules: argument staging, batched GEMMs, state slots.
+"""Pieces shared by the CUDA cell modules: argument staging, batched GEMMs, the recurrences.
 
 The cell functions take host NumPy arrays or device arrays alike (see
 :mod:`numlstm.cuda._arrays`). :class:`Staged` moves what is on the host to
@@ -8,17 +8,11 @@ arguments are used, and updated, where they are.
 """
 
 import numpy as np
+from numba import cuda
 
-from numlstm.cuda import _kernels
-from numlstm.cuda._arrays import ascontiguous, is_device_array, to_device
+from numlstm.cuda import _kernels, _recurrence
+from numlstm.cuda._arrays import ascontiguous, copy, is_device_array, to_device
 from numlstm.cuda._kernels import colsum, gemm
-
-
-def slots(t, reverse):
-    """The stored-state slots read and written at step ``t``; see ``numlstm.cells.common``."""
-    if reverse:
-        return t + 1, t
-    return t, t + 1
 
 
 class Staged:
@@ -62,10 +56,57 @@ class Staged:
         self._writeback.clear()
 
 
-def launch(kernel, n, *args):
-    """Launch a one-dimensional kernel over ``n`` threads (nothing when ``n == 0``)."""
-    if n:
-        kernel[_kernels.blocks(n), _kernels.THREADS_PER_BLOCK](*args)
+def recur_forward(step, n_gates, gates, w_hh, h, lengths, reverse, store, out, off, cell,
+                  w_hr=None):
+    """Run every step of one direction in one persistent launch; returns the state slots.
+
+    ``gates`` (T, B, n_gates H) holds the input projections and is turned into
+    the gate activations; ``h`` (B, P) is the initial state and gets the
+    final one. ``step`` and ``cell`` are the cell's pointwise device function
+    and its arrays (see :func:`numlstm.cuda._recurrence.forward_kernel`);
+    ``w_hr`` (P, H) projects an LSTM's output. The result ``hs`` holds every
+    step's state, (T + 1, B, P), with ``store``, else two working slots.
+    """
+    T, B, G = gates.shape
+    H = G // n_gates
+    P = h.shape[1]
+    dtype = np.dtype(gates.dtype)
+    hs = cuda.device_array((T + 1 if store else 2, B, P), dtype)
+    hs[_recurrence.first_slot(T, reverse, store)].copy_to_device(h)
+    if w_hr is None:
+        w_hr = cuda.device_array((0, H), dtype)
+    m = cuda.device_array((B, H) if w_hr.shape[0] else (0, H), dtype)
+    tile = _kernels.TILE
+    kernel = _recurrence.forward_kernel(dtype.name, tile, n_gates, step)
+    tiles = max(_recurrence.n_tiles(B, H, tile), _recurrence.n_tiles(B, P, tile))
+    _recurrence.launch(kernel, tiles, (gates, w_hh, hs, h, lengths, bool(reverse), bool(store),
+                                       out, int(off), w_hr, m, cell))
+    return hs
+
+
+def recur_backward(step, n_gates, accumulate, dgx, dgh, w_hh, dh, lengths, reverse, grad_out,
+                   off, cell, w_hr=None):
+    """Take one direction's gradient back through every step in one persistent launch.
+
+    Fills the pre-activation gradients ``dgx`` and ``dgh`` (T, B, n_gates H)
+    and updates ``dh`` (B, P) in place; see
+    :func:`numlstm.cuda._recurrence.backward_kernel` for ``step``, ``cell``
+    and ``accumulate``. With a projection ``w_hr`` (P, H), returns the
+    gradient of every step's projected output, (T, B, P); else None.
+    """
+    T, B, G = dgx.shape
+    H = G // n_gates
+    P = dh.shape[1]
+    dtype = np.dtype(dgx.dtype)
+    if w_hr is None:
+        w_hr = cuda.device_array((0, H), dtype)
+    dhp = cuda.device_array((T, B, P) if w_hr.shape[0] else (0, B, P), dtype)
+    tile = _kernels.TILE
+    kernel = _recurrence.backward_kernel(dtype.name, tile, n_gates, step, accumulate)
+    tiles = max(_recurrence.n_tiles(B, H, tile), _recurrence.n_tiles(B, P, tile))
+    _recurrence.launch(kernel, tiles, (dgx, dgh, w_hh, dh, lengths, bool(reverse), grad_out,
+                                       int(off), w_hr, dhp, cell))
+    return dhp if w_hr.shape[0] else None
 
 
 def input_projection(x, weight_ih, bias):
@@ -94,11 +135,13 @@ def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
     dgx2 = dgx.reshape(T * B, G)
     dgh2 = dgh.reshape(T * B, G)
     prev = previous_states(hs, reverse).reshape(T * B, P)
+    bias_ih = colsum(dgx2)
     grads = {
         "weight_ih": gemm(dgx2, x.reshape(T * B, I), trans_a=True),
         "weight_hh": gemm(dgh2, prev, trans_a=True),
-        "bias_ih": colsum(dgx2),
-        "bias_hh": colsum(dgh2),
+        "bias_ih": bias_ih,
+        # one gradient for both biases when the cell does not tell dgx and dgh apart
+        "bias_hh": copy(bias_ih) if dgh is dgx else colsum(dgh2),
     }
     dx = gemm(dgx2, weight_ih).reshape(T, B, I)
     return dx, grads

@@ -5,14 +5,15 @@ equations (see there). Arguments may be host NumPy arrays or device arrays;
 everything is staged on the device once per call and stays there for the
 whole sequence.
 
-Per step the forward pass launches the tiled GEMM ``h @ W_hh.T`` and one
-fused pointwise kernel (one thread per (row, unit)) that applies the gate
-nonlinearities, the peepholes, the cell update and the packed-sequence
-masking; a projected cell adds the masked GEMM ``h = m @ W_hr.T`` and a small
-kernel that writes the output. The input projection for every step and the
-weight gradients are single GEMMs over all ``T * B`` rows; the peephole
-gradient is a column sum of per-step terms, so no atomics are needed and the
-result is deterministic.
+The input projection for every step is one GEMM over all ``T * B`` rows.
+The time loop is one persistent launch (:mod:`numlstm.cuda._recurrence`):
+per step each thread computes the four (three when coupled) recurrent
+products of its (row, unit) and then the gate nonlinearities, the
+peepholes, the cell update and the packed-sequence masking; a projected cell
+adds the phase ``h = m W_hr^T``. Backward is one persistent launch too,
+followed by single GEMMs over all ``T * B`` rows for the weight gradients;
+the peephole gradient is a column sum of per-step terms, so no atomics are
+needed and the result is deterministic.
 """
 
 import functools
@@ -22,123 +23,81 @@ from numba import cuda
 
 from numlstm.cells import lstm as _cpu
 from numlstm.cuda import _arrays, _kernels
-from numlstm.cuda.common import (Staged, input_projection, launch, results, slots,
-                                 weight_gradients)
+from numlstm.cuda.common import (Staged, input_projection, recur_backward, recur_forward,
+                                 results, weight_gradients)
 from numlstm.cuda._kernels import colsum, gemm
 
 __all__ = ["forward", "backward", "gate_states"]
 
 
-def _sources(dtype):
-    """The pointwise kernels for ``dtype`` as plain Python functions, by name."""
+@functools.lru_cache(maxsize=None)
+def _steps(dtype, n_gates):
+    """The (forward, backward) pointwise device functions for ``dtype``; coupled if 3 gates.
+
+    Gate rows are (i, f, g, o), or (i, g, o) for a coupled cell, whose forget
+    gate is ``1 - i``. See :func:`numlstm.cuda._recurrence.forward_kernel`
+    and :func:`~numlstm.cuda._recurrence.backward_kernel` for the signatures.
+    """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
     sigmoid, tanh = _kernels.activations(np.dtype(dtype).name)
+    coupled = n_gates == 3
+    gi, gf = 0, 1
+    gg, go = (1, 2) if coupled else (2, 3)
 
-    def step_forward(gates, hh, peep, lengths, t, h, c, m, project, hs, cs, new, store,
-                     out, off):
-        """One step of the gate math for every (row b, unit j)."""
-        idx = cuda.grid(1)
-        B = c.shape[0]
+    @cuda.jit(device=True)
+    def forward_step(acc, gates, t, b, j, active, h_prev, new, store, cell):
+        """The gate math of unit (b, j); ``cell`` is ``(c, cs, peep)``."""
+        c, cs, peep = cell
         H = c.shape[1]
-        if idx >= B * H:
-            return
-        b = idx // H
-        j = idx - b * H
-        coupled = gates.shape[2] == 3 * H
         has_peep = peep.shape[0] > 0
         o_row = peep.shape[0] - 1
-        g_off = H if coupled else 2 * H
-        o_off = 2 * H if coupled else 3 * H
-        active = t < lengths[b]
+        mj = zero
         if active:
             cp = c[b, j]
-            ai = gates[t, b, j] + hh[b, j]
-            ag = gates[t, b, g_off + j] + hh[b, g_off + j]
-            ao = gates[t, b, o_off + j] + hh[b, o_off + j]
+            ai = gates[t, b, gi * H + j] + acc[gi]
+            ag = gates[t, b, gg * H + j] + acc[gg]
+            ao = gates[t, b, go * H + j] + acc[go]
             if has_peep:
                 ai += peep[0, j] * cp
             ig = sigmoid(ai)
             if coupled:
                 fg = one - ig
             else:
-                af = gates[t, b, H + j] + hh[b, H + j]
+                af = gates[t, b, gf * H + j] + acc[gf]
                 if has_peep:
                     af += peep[1, j] * cp
                 fg = sigmoid(af)
-                gates[t, b, H + j] = fg
-            gg = tanh(ag)
-            cn = fg * cp + ig * gg
+                gates[t, b, gf * H + j] = fg
+            gt = tanh(ag)
+            cn = fg * cp + ig * gt
             if has_peep:
                 ao += peep[o_row, j] * cn
             og = sigmoid(ao)
-            gates[t, b, j] = ig
-            gates[t, b, g_off + j] = gg
-            gates[t, b, o_off + j] = og
+            gates[t, b, gi * H + j] = ig
+            gates[t, b, gg * H + j] = gt
+            gates[t, b, go * H + j] = og
             c[b, j] = cn
             mj = og * tanh(cn)
-            if project:
-                m[b, j] = mj
-            else:
-                h[b, j] = mj
         if store:
             cs[new, b, j] = c[b, j]
-        if not project:
-            out[t, b, off + j] = h[b, j] if active else zero
-            if store:
-                hs[new, b, j] = h[b, j]
+        return mj
 
-    def commit_projection(h, lengths, t, hs, new, store, out, off):
-        """After ``h = m @ W_hr.T``: the output and the stored state, per (b, j)."""
-        idx = cuda.grid(1)
-        B = h.shape[0]
-        P = h.shape[1]
-        if idx >= B * P:
-            return
-        b = idx // P
-        j = idx - b * P
-        out[t, b, off + j] = h[b, j] if t < lengths[b] else zero
-        if store:
-            hs[new, b, j] = h[b, j]
+    @cuda.jit(device=True)
+    def backward_step(d, t, b, j, active, prev, new, dgx, dgh, dh, cell):
+        """Pre-activation gradients and ``dc`` of unit (b, j); ``d`` reaches its ``m``.
 
-    def grad_projected_output(grad_out, off, lengths, t, dh, dhp):
-        """Projected cell: add the output gradient to dh and keep it for the W_hr gradient."""
-        idx = cuda.grid(1)
-        B = dh.shape[0]
-        P = dh.shape[1]
-        if idx >= B * P:
-            return
-        b = idx // P
-        j = idx - b * P
-        if t < lengths[b]:
-            v = dh[b, j] + grad_out[t, b, off + j]
-            dh[b, j] = v
-            dhp[t, b, j] = v
-        else:
-            dhp[t, b, j] = zero
-
-    def step_backward(gates, cs, peep, lengths, t, prev, new, grad_out, off, dh, dm, project,
-                      dc, dgates, ptmp, ms):
-        """One step back: gate pre-activation gradients and dc, for every (b, j)."""
-        idx = cuda.grid(1)
-        B = dc.shape[0]
+        ``cell`` is ``(gates, cs, peep, dc, ptmp, ms)``: ``ptmp`` gets the
+        per-step peephole terms, ``ms`` (empty unless projected) each ``m``.
+        """
+        gates, cs, peep, dc, ptmp, ms = cell
         H = dc.shape[1]
-        if idx >= B * H:
-            return
-        b = idx // H
-        j = idx - b * H
-        coupled = gates.shape[2] == 3 * H
         n_peep = peep.shape[0]
-        has_peep = n_peep > 0
         o_row = n_peep - 1
-        g_off = H if coupled else 2 * H
-        o_off = 2 * H if coupled else 3 * H
-        if t >= lengths[b]:
-            dgates[t, b, j] = zero
-            dgates[t, b, g_off + j] = zero
-            dgates[t, b, o_off + j] = zero
-            if not coupled:
-                dgates[t, b, H + j] = zero
+        project = ms.shape[0] > 0
+        if not active:
+            for g in range(n_gates):
+                dgx[t, b, g * H + j] = zero
             if project:
                 ms[t, b, j] = zero
             for r in range(n_peep):
@@ -146,47 +105,38 @@ def _sources(dtype):
             return
         cp = cs[prev, b, j]
         cn = cs[new, b, j]
-        ig = gates[t, b, j]
-        gg = gates[t, b, g_off + j]
-        og = gates[t, b, o_off + j]
-        fg = one - ig if coupled else gates[t, b, H + j]
+        ig = gates[t, b, gi * H + j]
+        gt = gates[t, b, gg * H + j]
+        og = gates[t, b, go * H + j]
+        fg = one - ig if coupled else gates[t, b, gf * H + j]
         tc = tanh(cn)
         if project:
-            dmj = dm[b, j]
             ms[t, b, j] = og * tc
-        else:
-            dmj = dh[b, j] + grad_out[t, b, off + j]
-        dao = dmj * tc * og * (one - og)
-        dcn = dc[b, j] + dmj * og * (one - tc * tc)
-        if has_peep:
+        dao = d * tc * og * (one - og)
+        dcn = dc[b, j] + d * og * (one - tc * tc)
+        if n_peep:
             dcn += dao * peep[o_row, j]
             ptmp[t, b, o_row * H + j] = dao * cn
-        dag = dcn * ig * (one - gg * gg)
+        dag = dcn * ig * (one - gt * gt)
         dcp = dcn * fg
         if coupled:
-            dai = dcn * (gg - cp) * ig * (one - ig)
+            dai = dcn * (gt - cp) * ig * (one - ig)
         else:
-            dai = dcn * gg * ig * (one - ig)
+            dai = dcn * gt * ig * (one - ig)
             daf = dcn * cp * fg * (one - fg)
-            dgates[t, b, H + j] = daf
-            if has_peep:
+            dgx[t, b, gf * H + j] = daf
+            if n_peep:
                 dcp += daf * peep[1, j]
                 ptmp[t, b, H + j] = daf * cp
-        if has_peep:
+        if n_peep:
             dcp += dai * peep[0, j]
             ptmp[t, b, j] = dai * cp
-        dgates[t, b, j] = dai
-        dgates[t, b, g_off + j] = dag
-        dgates[t, b, o_off + j] = dao
+        dgx[t, b, gi * H + j] = dai
+        dgx[t, b, gg * H + j] = dag
+        dgx[t, b, go * H + j] = dao
         dc[b, j] = dcp
 
-    return dict(step_forward=step_forward, commit_projection=commit_projection,
-                grad_projected_output=grad_projected_output, step_backward=step_backward)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled(dtype):
-    return {name: cuda.jit(fn) for name, fn in _sources(dtype).items()}
+    return forward_step, backward_step
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
@@ -206,28 +156,14 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     out = st.array(out, inplace=True)
     T, B, _ = x.shape
     H = c.shape[1]
-    P = h.shape[1]
-    G = p["weight_hh"].shape[0]
-    project = p["weight_hr"].shape[0] > 0
-    k = _compiled(dtype.name)
+    n_gates = p["weight_hh"].shape[0] // H
     gates = input_projection(x, p["weight_ih"], _arrays.add(p["bias_ih"], p["bias_hh"]))
-    depth = T + 1 if store else 0
-    hs = cuda.device_array((depth, B, P), dtype)
-    cs = cuda.device_array((depth, B, H), dtype)
+    cs = cuda.device_array((T + 1 if store else 0, B, H), dtype)
     if store:
-        hs[T if reverse else 0].copy_to_device(h)
         cs[T if reverse else 0].copy_to_device(c)
-    hh = cuda.device_array((B, G), dtype)
-    m = cuda.device_array((B, H) if project else (0, H), dtype)
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        _, new = slots(t, reverse)
-        gemm(h, p["weight_hh"], hh, trans_b=True)
-        launch(k["step_forward"], B * H, gates, hh, p["weight_peephole"], lengths, t, h, c, m,
-               project, hs, cs, new, store, out, off)
-        if project:
-            gemm(m, p["weight_hr"], h, trans_b=True, lengths=lengths, t=t)
-            launch(k["commit_projection"], B * P, h, lengths, t, hs, new, store, out, off)
+    hs = recur_forward(_steps(dtype.name, n_gates)[0], n_gates, gates, p["weight_hh"], h,
+                       lengths, reverse, store, out, off, (c, cs, p["weight_peephole"]),
+                       w_hr=p["weight_hr"])
     st.finish()
     return (x, gates, hs, cs) if store else None
 
@@ -251,24 +187,16 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     T, B, G = gates.shape
     H = dc.shape[1]
     P = dh.shape[1]
+    n_gates = G // H
     peep = p["weight_peephole"]
     n_peep = peep.shape[0]
     project = p["weight_hr"].shape[0] > 0
-    k = _compiled(dtype.name)
     dgates = cuda.device_array((T, B, G), dtype)
     ptmp = cuda.device_array((T, B, n_peep * H), dtype)
-    dhp = cuda.device_array((T, B, P) if project else (0, B, P), dtype)
     ms = cuda.device_array((T, B, H) if project else (0, B, H), dtype)
-    dm = cuda.device_array((B, H) if project else (0, H), dtype)
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        prev, new = slots(t, reverse)
-        if project:
-            launch(k["grad_projected_output"], B * P, grad_out, off, lengths, t, dh, dhp)
-            gemm(dh, p["weight_hr"], dm)
-        launch(k["step_backward"], B * H, gates, cs, peep, lengths, t, prev, new, grad_out, off,
-               dh, dm, project, dc, dgates, ptmp, ms)
-        gemm(dgates[t], p["weight_hh"], dh, lengths=lengths, t=t)
+    dhp = recur_backward(_steps(dtype.name, n_gates)[1], n_gates, False, dgates, dgates,
+                         p["weight_hh"], dh, lengths, reverse, grad_out, off,
+                         (gates, cs, peep, dc, ptmp, ms), w_hr=p["weight_hr"])
     dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
     if n_peep:
         grads["weight_peephole"] = colsum(ptmp.reshape(T * B, n_peep * H)).reshape(n_peep, H)
