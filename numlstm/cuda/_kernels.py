@@ -146,15 +146,6 @@ def _helper_sources(dtype):
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
 
-    def colsum(a, out):
-        """out[n] = sum over rows of a[:, n]; one thread per column."""
-        n = cuda.grid(1)
-        if n < out.shape[0]:
-            acc = zero
-            for m in range(a.shape[0]):
-                acc += a[m, n]
-            out[n] = acc
-
     def fill(a, value):
         i = cuda.grid(1)
         if i < a.shape[0]:
@@ -242,7 +233,7 @@ def _helper_sources(dtype):
             v[i] = vi
             param[i] -= step_size * mi / (math.sqrt(vi) / root_correction + epsilon)
 
-    return dict(colsum=colsum, fill=fill, add=add, multiply=multiply, swap01=swap01,
+    return dict(fill=fill, add=add, multiply=multiply, swap01=swap01,
                 count_nonfinite=count_nonfinite, copy2d=copy2d, copy3d=copy3d, scale=scale,
                 sum_squares=sum_squares, sgd_update=sgd_update, adam_update=adam_update)
 
@@ -253,11 +244,51 @@ def helpers(dtype):
     return {name: cuda.jit(fn) for name, fn in _helper_sources(np.dtype(dtype).name).items()}
 
 
+def _colsum_source(tile, dtype):
+    """The column-sum kernel ``out[n] = sum_m a[m, n]`` for one tile size and dtype.
+
+    A ``(tile, tile)`` block sums ``tile`` columns: thread ``(x, y)`` adds up
+    rows ``y, y + tile, ...`` of column ``x`` (neighbouring threads read
+    neighbouring columns), then thread ``(x, 0)`` adds the ``tile`` partial
+    sums in a fixed order, so the result is deterministic (no atomics).
+    """
+    nbtype = from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+    shape = (tile, tile + 1)  # a compile-time constant for cuda.shared.array
+
+    def colsum(a, out):
+        partial = cuda.shared.array(shape, nbtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        n = cuda.blockIdx.x * tile + tx
+        acc = zero
+        if n < out.shape[0]:
+            for m in range(ty, a.shape[0], tile):
+                acc += a[m, n]
+        partial[ty, tx] = acc
+        cuda.syncthreads()
+        if ty == 0 and n < out.shape[0]:
+            total = zero
+            for r in range(tile):
+                total += partial[r, tx]
+            out[n] = total
+
+    return colsum
+
+
+@functools.lru_cache(maxsize=None)
+def _colsum_kernel(tile, dtype):
+    return cuda.jit(_colsum_source(tile, dtype))
+
+
 def colsum(a, out=None):
     """Column sums of a 2-D device array, (N,)."""
     if out is None:
         out = cuda.device_array(a.shape[1], a.dtype)
-    helpers(np.dtype(a.dtype).name)["colsum"][blocks(a.shape[1]), THREADS_PER_BLOCK](a, out)
+    tile = TILE
+    if a.shape[1]:
+        _colsum_kernel(tile, np.dtype(a.dtype).name)[(a.shape[1] + tile - 1) // tile,
+                                                     (tile, tile)](a, out)
     return out
 
 
