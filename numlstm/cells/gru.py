@@ -36,14 +36,13 @@ def _gru_cell(a, t, b, r, i, h):
     rows share those parents.
     """
     H = h.shape[1]
-    G = a.shape[2]
     one = a.dtype.type(1)
     for k in range(2 * H):
         a[t, b, k] = sigmoid(a[t, b, k] + r[i, k])
     for j in range(H):
         a[t, b, 2 * H + j] += a[t, b, j] * r[i, 2 * H + j]
-    for k in range(2 * H, G):
-        a[t, b, k] = tanh(a[t, b, k])
+    for j in range(H):
+        a[t, b, 2 * H + j] = tanh(a[t, b, 2 * H + j])
     for j in range(H):
         z = a[t, b, H + j]
         h[b, j] = (one - z) * a[t, b, 2 * H + j] + z * h[b, j]

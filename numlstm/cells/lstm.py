@@ -44,9 +44,12 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
 
     ``a[t, b]`` holds the input projection and ``r[i]`` the recurrent
     product; ``m[i]`` receives ``o * tanh(c)``. Each loop touches few arrays
-    and has no branch, so that LLVM vectorises it. Arrays are indexed, never
-    sliced: a view would update its parent's reference count atomically, and
-    the threads working on other rows share those parents.
+    and has no branch, so that LLVM vectorises it. Each loop also counts from
+    zero and adds the gate offset to the index: over ``range(start, stop)``
+    LLVM cannot prove the signed index non-negative, keeps Numba's
+    negative-index wraparound, and leaves the loop scalar. Arrays are
+    indexed, never sliced: a view would update its parent's reference count
+    atomically, and the threads working on other rows share those parents.
     """
     H = c.shape[1]
     G = a.shape[2]
@@ -63,8 +66,8 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
                 a[t, b, H + j] += peep[1, j] * c[b, j]
     for k in range(g_off):
         a[t, b, k] = sigmoid(a[t, b, k])
-    for k in range(g_off, o_off):
-        a[t, b, k] = tanh(a[t, b, k])
+    for j in range(H):
+        a[t, b, g_off + j] = tanh(a[t, b, g_off + j])
     if coupled:
         for j in range(H):
             c[b, j] = (one - a[t, b, j]) * c[b, j] + a[t, b, j] * a[t, b, H + j]
@@ -75,8 +78,8 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
         o_row = peep.shape[0] - 1
         for j in range(H):
             a[t, b, o_off + j] += peep[o_row, j] * c[b, j]
-    for k in range(o_off, G):
-        a[t, b, k] = sigmoid(a[t, b, k])
+    for j in range(H):
+        a[t, b, o_off + j] = sigmoid(a[t, b, o_off + j])
     for j in range(H):
         m[i, j] = a[t, b, o_off + j] * tanh(c[b, j])
 
