@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from numlstm.cells.gemm import BLAS_MIN_ROWS, SPLIT_MIN_MACS, matmul, matmul_nt
+from numlstm.cells.gemm import BLAS_MIN_ROWS, BLOCK_BYTES, SPLIT_MIN_MACS, matmul, matmul_nt
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, BLAS_MIN_ROWS - 1, BLAS_MIN_ROWS, 33])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, BLAS_MIN_ROWS - 1, BLAS_MIN_ROWS, 33])
 @pytest.mark.parametrize("cols", [1, 3, 4, 9, 16])
 def test_matches_numpy(rows, cols, dtype, tol):
     rng = np.random.default_rng(rows * 100 + cols)
@@ -17,6 +17,20 @@ def test_matches_numpy(rows, cols, dtype, tol):
     matmul_nt(a, b, out)
     expected = a.astype(np.float64) @ b.T.astype(np.float64)
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float64, 1e-12)])
+@pytest.mark.parametrize("rows", [4, 7, 8])
+def test_several_column_blocks(rows, dtype, tol):
+    """A long inner axis makes the column blocks narrow: blocks, their edge and an odd column."""
+    k, cols = 600, 17
+    assert BLOCK_BYTES // (k * np.dtype(dtype).itemsize) < cols // 2
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((rows, k)).astype(dtype)
+    b = rng.standard_normal((cols, k)).astype(dtype)
+    out = np.full((rows, cols), np.nan, dtype)
+    matmul_nt(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T.astype(np.float64), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 4), (300, 130, 120)], ids=["direct", "split"])
