@@ -13,8 +13,8 @@ rest of the suite imports Numba in the same pytest process. So:
   ``python -m pytest`` with ``NUMBA_ENABLE_CUDASIM=1``; it fails with the
   child's report when any simulated test fails.
 
-Every test patches the launch geometry small (4 threads per block, 4x4 GEMM
-tiles) so that the tiny shapes (T = 4, B = 3, I = H = 3) span several
+Every test patches the launch geometry small (4 threads per block, 4x4
+thread tiles, 2x2 outputs per GEMM thread) so that the tiny shapes (T = 4, B = 3, I = H = 3) span several
 blocks and partial tiles. Everything skips when ``numba.cuda`` cannot be
 imported.
 """
@@ -111,6 +111,7 @@ def small_launches(monkeypatch):
     from numlstm.cuda import _kernels
     monkeypatch.setattr(_kernels, "THREADS_PER_BLOCK", 4)
     monkeypatch.setattr(_kernels, "TILE", 4)
+    monkeypatch.setattr(_kernels, "GEMM_WORK", 2)
     yield
 
 
@@ -310,11 +311,16 @@ def test_wrong_device_dtype_is_rejected():
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_gemm_variants(dtype):
-    """Every transpose combination, bias, accumulation and the row mask, on ragged shapes."""
+@pytest.mark.parametrize("M, K, N", [(5, 7, 6), (19, 13, 21)], ids=["one-block", "3x3-blocks"])
+def test_gemm_variants(dtype, M, K, N):
+    """Every transpose combination, bias, accumulation and the row mask, on ragged shapes.
+
+    With the patched geometry a block computes an 8x8 tile in steps of 4
+    along ``k``: the second shape spans 3x3 blocks, partial at the bottom
+    and right edges, and its last step along ``k`` is partial too.
+    """
     from numlstm.cuda import _kernels, to_device
     rng = np.random.default_rng(1)
-    M, K, N = 5, 7, 6
     a = rng.standard_normal((M, K)).astype(dtype)
     b = rng.standard_normal((K, N)).astype(dtype)
     bias = rng.standard_normal(N).astype(dtype)
@@ -326,7 +332,8 @@ def test_gemm_variants(dtype):
             got = _kernels.gemm(da, db, trans_a=ta, trans_b=tb, bias=to_device(bias))
             np.testing.assert_allclose(got.copy_to_host(), a @ b + bias, rtol=tol, atol=tol)
     c0 = rng.standard_normal((M, N)).astype(dtype)
-    lengths = np.array([1, 3, 2, 3, 0], np.int64)
+    lengths = rng.integers(0, 4, size=M)
+    assert 0 < (2 < lengths).sum() < M  # some rows masked, some updated
     c = to_device(c0)
     _kernels.gemm(to_device(a), to_device(b), c, accumulate=True, lengths=to_device(lengths), t=2)
     want = np.where((2 < lengths)[:, None], c0 + a @ b, c0)

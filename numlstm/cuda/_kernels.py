@@ -8,9 +8,14 @@ partial tiles:
     Threads per block of every one-dimensional kernel (pointwise gate math,
     reductions, elementwise helpers).
 ``TILE``
-    Side of the square shared-memory tiles of the GEMM kernel; a GEMM block
-    has ``TILE * TILE`` threads. Shared-memory shapes are compile-time
-    constants in CUDA, so one GEMM kernel is compiled per (dtype, TILE).
+    Side of the square thread blocks of the GEMM, the column sums and the
+    persistent recurrences: such a block has ``TILE * TILE`` threads.
+``GEMM_WORK``
+    Outputs per GEMM thread along each side: a GEMM block computes a
+    ``TILE * GEMM_WORK`` square tile of the product, and steps through
+    ``k`` ``TILE`` at a time. Shared-memory shapes are compile-time
+    constants in CUDA, so one GEMM kernel is compiled per (dtype, TILE,
+    GEMM_WORK).
 
 Every kernel is built by a factory per dtype (``float32`` or ``float64``): the
 constants (0, 1) are NumPy scalars of that dtype captured by the closure, so
@@ -25,6 +30,7 @@ from numba import cuda, from_dtype
 
 THREADS_PER_BLOCK = 128
 TILE = 16
+GEMM_WORK = 4
 
 
 def blocks(n):
@@ -34,8 +40,8 @@ def blocks(n):
 
 # ---- GEMM ---------------------------------------------------------------------------------
 
-def _gemm_source(tile, dtype):
-    """The tiled GEMM kernel for one tile size and dtype, as a plain Python function.
+def _gemm_source(tile, work, dtype):
+    """The register-tiled GEMM kernel for one geometry and dtype, as a plain Python function.
 
     ``c[m, n] (+)= sum_k op(a)[m, k] * op(b)[k, n] + bias[n]`` where ``op``
     transposes when ``trans_a``/``trans_b`` is set. Rows ``m`` with
@@ -43,64 +49,89 @@ def _gemm_source(tile, dtype):
     packed-sequence update of a state in the same launch. ``bias`` may be
     empty (no bias); ``accumulate`` adds into ``c``.
 
-    Each block computes one ``tile x tile`` tile of ``c``. Both operand tiles
-    are staged in shared memory; a transposed operand is loaded with the
-    thread indices swapped so that neighbouring threads read neighbouring
-    addresses either way (coalesced loads), and the shared tiles are padded
-    by one column against bank conflicts.
+    A block of ``tile x tile`` threads computes a ``side x side`` tile of
+    ``c`` (``side = tile * work``): thread ``(x, y)`` owns the ``work x work``
+    outputs at rows ``y + i * tile`` and columns ``x + j * tile``, kept in
+    registers. Per step of ``tile`` along ``k`` the block stages a
+    ``side x tile`` slice of each operand in shared memory (:func:`stage`);
+    each thread then reads ``2 * work`` values per ``k`` for ``work ** 2``
+    multiply-adds, where one output per thread reads two per multiply-add.
     """
     nbtype = from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
-    shape = (tile, tile + 1)  # a compile-time constant for cuda.shared.array
+    side = tile * work
+    shape = (tile, side + 1)  # compile-time constants for cuda.shared.array
+
+    @cuda.jit(device=True)
+    def stage(src, transposed, dst, r0, k0, R, K):
+        """``dst[k, r] = op(src)[r0 + r, k0 + k]``, zero past the edges of the ``R x K`` op(src).
+
+        ``op(src)`` is ``src.T`` when ``transposed``. Each thread loads
+        ``work`` elements, and neighbouring threads read neighbouring
+        addresses of ``src`` either way (coalesced loads).
+        """
+        first = cuda.threadIdx.y * tile + cuda.threadIdx.x
+        for q in range(work):
+            e = first + q * tile * tile
+            if transposed:  # src is (K, R): run along r
+                k = e // side
+                r = e - k * side
+                inside = k0 + k < K and r0 + r < R
+                dst[k, r] = src[k0 + k, r0 + r] if inside else zero
+            else:  # src is (R, K): run along k
+                r = e // tile
+                k = e - r * tile
+                inside = r0 + r < R and k0 + k < K
+                dst[k, r] = src[r0 + r, k0 + k] if inside else zero
 
     def gemm(a, b, c, trans_a, trans_b, bias, accumulate, lengths, t):
         sa = cuda.shared.array(shape, nbtype)
         sb = cuda.shared.array(shape, nbtype)
+        acc = cuda.local.array((work, work), nbtype)
+        av = cuda.local.array(work, nbtype)
+        bv = cuda.local.array(work, nbtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
-        row0 = cuda.blockIdx.y * tile
-        col0 = cuda.blockIdx.x * tile
-        row = row0 + ty
-        col = col0 + tx
+        row0 = cuda.blockIdx.y * side
+        col0 = cuda.blockIdx.x * side
         M = c.shape[0]
         N = c.shape[1]
         K = a.shape[0] if trans_a else a.shape[1]
-        acc = zero
+        for i in range(work):
+            for j in range(work):
+                acc[i, j] = zero
         for k0 in range(0, K, tile):
-            # sa[r, k] = op(a)[row0 + r, k0 + k]
-            if trans_a:
-                r = row0 + tx
-                k = k0 + ty
-                sa[tx, ty] = a[k, r] if (r < M and k < K) else zero
-            else:
-                k = k0 + tx
-                sa[ty, tx] = a[row, k] if (row < M and k < K) else zero
-            # sb[k, n] = op(b)[k0 + k, col0 + n]
-            if trans_b:
-                n = col0 + ty
-                k = k0 + tx
-                sb[tx, ty] = b[n, k] if (n < N and k < K) else zero
-            else:
-                k = k0 + ty
-                sb[ty, tx] = b[k, col] if (k < K and col < N) else zero
+            stage(a, trans_a, sa, row0, k0, M, K)  # sa[k, m] = op(a)[row0 + m, k0 + k]
+            stage(b, not trans_b, sb, col0, k0, N, K)  # sb[k, n] = op(b)[k0 + k, col0 + n]
             cuda.syncthreads()
             for kk in range(tile):
-                acc += sa[ty, kk] * sb[kk, tx]
+                for i in range(work):
+                    av[i] = sa[kk, ty + i * tile]
+                for j in range(work):
+                    bv[j] = sb[kk, tx + j * tile]
+                for i in range(work):
+                    for j in range(work):
+                        acc[i, j] += av[i] * bv[j]
             cuda.syncthreads()
-        if row < M and col < N:
-            if t < 0 or t < lengths[row]:
-                if bias.shape[0] > 0:
-                    acc += bias[col]
-                if accumulate:
-                    acc += c[row, col]
-                c[row, col] = acc
+        for i in range(work):
+            row = row0 + ty + i * tile
+            if row < M and (t < 0 or t < lengths[row]):
+                for j in range(work):
+                    col = col0 + tx + j * tile
+                    if col < N:
+                        value = acc[i, j]
+                        if bias.shape[0] > 0:
+                            value += bias[col]
+                        if accumulate:
+                            value += c[row, col]
+                        c[row, col] = value
 
     return gemm
 
 
 @functools.lru_cache(maxsize=None)
-def _gemm_kernel(tile, dtype):
-    return cuda.jit(_gemm_source(tile, dtype))
+def _gemm_kernel(tile, work, dtype):
+    return cuda.jit(_gemm_source(tile, work, dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,9 +163,10 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, bias=None, accumulate=False
     no_bias, no_mask = _placeholders(dtype.name)
     if lengths is None:
         lengths, t = no_mask, -1
-    tile = TILE
-    grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
-    _gemm_kernel(tile, dtype.name)[grid, (tile, tile)](
+    tile, work = TILE, GEMM_WORK
+    side = tile * work
+    grid = ((N + side - 1) // side, (M + side - 1) // side)
+    _gemm_kernel(tile, work, dtype.name)[grid, (tile, tile)](
         a, b, c, bool(trans_a), bool(trans_b), no_bias if bias is None else bias,
         bool(accumulate), lengths, int(t))
     return c

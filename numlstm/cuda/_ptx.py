@@ -79,8 +79,11 @@ def _no_device(cc):
         dispatcher.get_current_device = saved
 
 
-def compile_all(cc=(8, 0), tile=16):
+def compile_all(cc=(8, 0), tile=16, work=4):
     """Compile every kernel for both dtypes; return ``{name: ptx}``.
+
+    ``tile`` and ``work`` are the launch geometry (``numlstm.cuda._kernels.TILE``
+    and ``GEMM_WORK``) to compile for.
 
     Raises
     ------
@@ -88,10 +91,10 @@ def compile_all(cc=(8, 0), tile=16):
         If a float32 kernel's PTX contains float64 arithmetic.
     """
     with _no_device(cc):
-        return _compile_all(cc, tile)
+        return _compile_all(cc, tile, work)
 
 
-def _compile_all(cc, tile):
+def _compile_all(cc, tile, work):
     from numba import cuda
 
     from numba import types
@@ -102,7 +105,7 @@ def _compile_all(cc, tile):
              "gru": gru._steps, "rnn": rnn._steps}
     ptx = {}
     for dtype in ("float32", "float64"):
-        sources = {("gemm", "gemm"): (_kernels._gemm_source(tile, dtype),
+        sources = {("gemm", "gemm"): (_kernels._gemm_source(tile, work, dtype),
                                       _signature(GEMM_SIGNATURE, dtype)),
                    ("_kernels", "colsum"): (_kernels._colsum_source(tile, dtype),
                                             _signature("A2 A1", dtype))}
