@@ -32,7 +32,7 @@ SPLIT_MIN_MACS = 1 << 22
 BLOCK_BYTES = 1 << 14
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _dot_quad(a, b, out, i, j0, j1):
     """Rows ``i`` to ``i + 3`` of ``out = a @ b.T``, columns ``j0:j1`` (an even count)."""
     K = a.shape[1]
@@ -56,7 +56,7 @@ def _dot_quad(a, b, out, i, j0, j1):
         out[i + 3, j], out[i + 3, j + 1] = s30, s31
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _dot_pair(a, b, out, i):
     """Rows ``i`` and ``i + 1`` of ``out = a @ b.T``, four columns at a time."""
     K = a.shape[1]
@@ -85,7 +85,7 @@ def _dot_pair(a, b, out, i):
         out[i, j], out[i + 1, j] = s0, s1
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _dot_single(a, b, out, i):
     """Row ``i`` of ``out = a @ b.T``, four columns at a time."""
     K = a.shape[1]
