@@ -14,8 +14,7 @@ rest of the suite imports Numba in the same pytest process. So:
   child's report when any simulated test fails.
 
 Every test patches the launch geometry small (4 threads per block, 4x4
-thread tiles, 2x2 outputs per GEMM thread, recurrences stepping 4 along
-``k``) so that the tiny shapes (T = 4, B = 3, I = H = 3) span several
+thread tiles, 2x2 outputs per GEMM thread) so that the tiny shapes (T = 4, B = 3, I = H = 3) span several
 blocks and partial tiles. Everything skips when ``numba.cuda`` cannot be
 imported.
 """
@@ -109,11 +108,10 @@ def small_launches(monkeypatch):
     if not RUN_HERE:
         yield
         return
-    from numlstm.cuda import _kernels, _recurrence
+    from numlstm.cuda import _kernels
     monkeypatch.setattr(_kernels, "THREADS_PER_BLOCK", 4)
     monkeypatch.setattr(_kernels, "TILE", 4)
     monkeypatch.setattr(_kernels, "GEMM_WORK", 2)
-    monkeypatch.setattr(_recurrence, "DEPTH", 1)
     yield
 
 
@@ -246,20 +244,6 @@ def test_persistent_kernels_across_many_blocks(case, monkeypatch):
     for reverse in (False, True):
         errors = max_errors(case, np.float64, reverse, lengths=lengths)
         assert max(errors.values()) < TOL[np.float64], errors
-
-
-@needs_cuda
-@pytest.mark.parametrize("busy, rows", [(0, 4), (32, 2)], ids=["4-rows", "2-rows"])
-@pytest.mark.parametrize("case", ["lstm_proj_peephole", "gru"])
-def test_batch_rows_per_tile(case, busy, rows, monkeypatch):
-    """Tiles of 4 and 2 batch rows (k split 1 and 2 ways); the other tests get 1 row, split 4."""
-    from numlstm.cuda import _recurrence
-    assert _recurrence.batch_rows(B, H, 4) == 1
-    monkeypatch.setattr(_recurrence, "BUSY_THREADS", busy)
-    assert _recurrence.batch_rows(B, H, 4) == rows
-    reverse = rows == 2
-    errors = max_errors(case, np.float64, reverse)
-    assert max(errors.values()) <= TOL[np.float64], errors
 
 
 @needs_cuda

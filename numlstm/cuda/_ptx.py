@@ -39,8 +39,8 @@ RECURRENCES = {
     "gru": (3, True, "A1 A3", "A3 A3 A3"),
     "rnn": (1, False, "b", "A3 b"),
 }
-FORWARD_SIGNATURE = "I A3 A2 A3 A2 L b b A3 I A2 A2"
-BACKWARD_SIGNATURE = "I A3 A3 A2 A2 L b A3 I A2 A3"
+FORWARD_SIGNATURE = "A3 A2 A3 A2 L b b A3 I A2 A2"
+BACKWARD_SIGNATURE = "A3 A3 A2 A2 L b A3 I A2 A3"
 GEMM_SIGNATURE = "A2 A2 A2 b b A1 b L I"
 
 
@@ -79,12 +79,11 @@ def _no_device(cc):
         dispatcher.get_current_device = saved
 
 
-def compile_all(cc=(8, 0), tile=16, work=4, depth=4):
+def compile_all(cc=(8, 0), tile=16, work=4):
     """Compile every kernel for both dtypes; return ``{name: ptx}``.
 
-    ``tile``, ``work`` and ``depth`` are the geometry to compile for
-    (``numlstm.cuda._kernels.TILE`` and ``GEMM_WORK``,
-    ``numlstm.cuda._recurrence.DEPTH``).
+    ``tile`` and ``work`` are the launch geometry (``numlstm.cuda._kernels.TILE``
+    and ``GEMM_WORK``) to compile for.
 
     Raises
     ------
@@ -92,10 +91,10 @@ def compile_all(cc=(8, 0), tile=16, work=4, depth=4):
         If a float32 kernel's PTX contains float64 arithmetic.
     """
     with _no_device(cc):
-        return _compile_all(cc, tile, work, depth)
+        return _compile_all(cc, tile, work)
 
 
-def _compile_all(cc, tile, work, depth):
+def _compile_all(cc, tile, work):
     from numba import cuda
 
     from numba import types
@@ -116,9 +115,8 @@ def _compile_all(cc, tile, work, depth):
             sources[("_kernels", name)] = (helpers[name], _signature(codes, dtype))
         for cell, (n_gates, accumulate, fwd_cell, bwd_cell) in RECURRENCES.items():
             fwd_step, bwd_step = steps[cell](dtype)
-            fwd = _recurrence.forward_kernel(dtype, tile, depth, n_gates, fwd_step)
-            bwd = _recurrence.backward_kernel(dtype, tile, depth, n_gates, bwd_step,
-                                               accumulate)
+            fwd = _recurrence.forward_kernel(dtype, tile, n_gates, fwd_step)
+            bwd = _recurrence.backward_kernel(dtype, tile, n_gates, bwd_step, accumulate)
             sources[(cell, "forward")] = (fwd.py_func, _signature(FORWARD_SIGNATURE, dtype) + (
                 types.Tuple(_signature(fwd_cell, dtype)),))
             sources[(cell, "backward")] = (bwd.py_func, _signature(BACKWARD_SIGNATURE, dtype) + (

@@ -77,8 +77,9 @@ def recur_forward(step, n_gates, gates, w_hh, h, lengths, reverse, store, out, o
         w_hr = cuda.device_array((0, H), dtype)
     m = cuda.device_array((B, H) if w_hr.shape[0] else (0, H), dtype)
     tile = _kernels.TILE
-    kernel = _recurrence.forward_kernel(dtype.name, tile, _recurrence.DEPTH, n_gates, step)
-    _recurrence.launch(kernel, B, (H, P), (gates, w_hh, hs, h, lengths, bool(reverse), bool(store),
+    kernel = _recurrence.forward_kernel(dtype.name, tile, n_gates, step)
+    tiles = max(_recurrence.n_tiles(B, H, tile), _recurrence.n_tiles(B, P, tile))
+    _recurrence.launch(kernel, tiles, (gates, w_hh, hs, h, lengths, bool(reverse), bool(store),
                                        out, int(off), w_hr, m, cell))
     return hs
 
@@ -101,9 +102,9 @@ def recur_backward(step, n_gates, accumulate, dgx, dgh, w_hh, dh, lengths, rever
         w_hr = cuda.device_array((0, H), dtype)
     dhp = cuda.device_array((T, B, P) if w_hr.shape[0] else (0, B, P), dtype)
     tile = _kernels.TILE
-    kernel = _recurrence.backward_kernel(dtype.name, tile, _recurrence.DEPTH, n_gates, step,
-                                         accumulate)
-    _recurrence.launch(kernel, B, (H, P), (dgx, dgh, w_hh, dh, lengths, bool(reverse), grad_out,
+    kernel = _recurrence.backward_kernel(dtype.name, tile, n_gates, step, accumulate)
+    tiles = max(_recurrence.n_tiles(B, H, tile), _recurrence.n_tiles(B, P, tile))
+    _recurrence.launch(kernel, tiles, (dgx, dgh, w_hh, dh, lengths, bool(reverse), grad_out,
                                        int(off), w_hr, dhp, cell))
     return dhp if w_hr.shape[0] else None
 
