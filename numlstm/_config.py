@@ -31,11 +31,6 @@ SUPPORTED_DTYPES = (np.float32, np.float64)
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 
-# Per-step products with fewer rows than this use numlstm's own loops, not BLAS. Measured with
-# 2 threads: the own loops are about 20 % faster at 32 rows per thread and on par at 64, where
-# BLAS repacks the weights at every step.
-BLAS_MIN_ROWS = 128
-
 _pool = None
 _blas = None
 
@@ -66,20 +61,23 @@ def single_threaded_blas():
         yield
 
 
+def rows_per_thread(n_rows):
+    """The most rows that one range of :func:`run_on_rows` gets."""
+    return -(-n_rows // max(1, min(num_threads(), n_rows)))
+
+
 def run_on_rows(fn, n_rows, calls_blas=False):
     """Call ``fn(b0, b1)`` on contiguous row ranges covering ``range(n_rows)``.
 
-    The ranges run concurrently in ``num_threads()`` threads, with BLAS held
-    to one thread so that the threads do not oversubscribe the cores. The
-    limit costs tens of microseconds, so it is skipped when ``fn`` makes no
-    BLAS call: ``calls_blas`` is False and the time loops' per-step products
-    stay below ``BLAS_MIN_ROWS`` rows. Returns the list of results, in row
-    order.
+    The ranges run concurrently in ``num_threads()`` threads. When ``fn``
+    calls BLAS (``calls_blas``), BLAS is held to one thread so that the
+    threads do not oversubscribe the cores; the limit costs tens of
+    microseconds, so the time loops, whose per-step products are numlstm's
+    own, skip it. Returns the list of results, in row order.
     """
     n = max(1, min(num_threads(), n_rows))
     bounds = [n_rows * k // n for k in range(n + 1)]
-    needs_limit = calls_blas or -(-n_rows // n) >= BLAS_MIN_ROWS
-    with single_threaded_blas() if needs_limit else contextlib.nullcontext():
+    with single_threaded_blas() if calls_blas else contextlib.nullcontext():
         if n == 1:
             return [fn(0, n_rows)]
         futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]

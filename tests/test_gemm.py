@@ -1,36 +1,60 @@
-"""The in-place per-step product ``out = a @ b.T``, on both of its paths and every edge."""
+"""The in-place per-step product ``out = a @ b.T``: register tiles, their edges, the plain loops."""
 
 import numpy as np
 import pytest
 
-from numlstm.cells.gemm import BLAS_MIN_ROWS, BLOCK_BYTES, SPLIT_MIN_MACS, matmul, matmul_nt
+from numlstm.cells.gemm import SPLIT_MIN_MACS, TILE_ROWS, matmul, matmul_nt, pack_panels, panel_width
+
+DTYPES = [(np.float32, 1e-5), (np.float64, 1e-13)]
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, BLAS_MIN_ROWS - 1, BLAS_MIN_ROWS, 33])
-@pytest.mark.parametrize("cols", [1, 3, 4, 9, 16])
+def reference(a, b):
+    return a.astype(np.float64) @ b.T.astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES)
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 13, 33])
+@pytest.mark.parametrize("cols", [1, 3, 4, 9, 16, 17, 40])
 def test_matches_numpy(rows, cols, dtype, tol):
+    """Every split of rows into tiles, pairs and a single row, and of columns into panels and a tail."""
     rng = np.random.default_rng(rows * 100 + cols)
     a = rng.standard_normal((rows, 13)).astype(dtype)
     b = rng.standard_normal((cols, 13)).astype(dtype)
+    panels = pack_panels(b, rows)
+    assert panels.shape == ((cols // panel_width(dtype) if rows >= TILE_ROWS else 0), 13,
+                            panel_width(dtype))
     out = np.full((rows, cols), np.nan, dtype)
-    matmul_nt(a, b, out)
-    expected = a.astype(np.float64) @ b.T.astype(np.float64)
-    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    matmul_nt(a, b, panels, out)
+    np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES)
+def test_without_panels_the_plain_loops_do_everything(dtype, tol):
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((9, 20)).astype(dtype)
+    b = rng.standard_normal((35, 20)).astype(dtype)
+    panels = pack_panels(b, TILE_ROWS - 1)
+    assert panels.shape[0] == 0
+    out = np.full((9, 35), np.nan, dtype)
+    matmul_nt(a, b, panels, out)
+    np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float64, 1e-12)])
-@pytest.mark.parametrize("rows", [4, 7, 8])
-def test_several_column_blocks(rows, dtype, tol):
-    """A long inner axis makes the column blocks narrow: blocks, their edge and an odd column."""
-    k, cols = 600, 17
-    assert BLOCK_BYTES // (k * np.dtype(dtype).itemsize) < cols // 2
-    rng = np.random.default_rng(rows)
-    a = rng.standard_normal((rows, k)).astype(dtype)
+def test_row_views_of_larger_arrays(dtype, tol):
+    """Rows of a 3-D array and of a padded 2-D array, written into rows of a larger output."""
+    rng = np.random.default_rng(3)
+    k, cols = 300, 2 * panel_width(dtype) + 5
+    stack = rng.standard_normal((3, 11, k)).astype(dtype)
+    padded = rng.standard_normal((6, k + 7)).astype(dtype)[:, :k]
     b = rng.standard_normal((cols, k)).astype(dtype)
-    out = np.full((rows, cols), np.nan, dtype)
-    matmul_nt(a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T.astype(np.float64), rtol=tol, atol=tol)
+    panels = pack_panels(b, 8)
+    for a in (stack[1, 2:10], padded):
+        big = np.full((a.shape[0] + 3, cols), np.nan, dtype)
+        out = big[2:2 + a.shape[0]]
+        matmul_nt(a, b, panels, out)
+        np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
+        assert np.isnan(big[:2]).all() and np.isnan(big[2 + a.shape[0]:]).all()
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 4), (300, 130, 120)], ids=["direct", "split"])

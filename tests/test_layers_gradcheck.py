@@ -85,3 +85,46 @@ def test_dropout_gradients_match_finite_differences():
     assert_close(grad_x, central_difference(loss, x), "x")
     for name in ("weight_ih_l0", "weight_hh_l1_reverse", "bias_ih_l2"):
         assert_close(analytic[name], central_difference(loss, layer.params[name]), name)
+
+
+TILE_CASES = [("lstm", {}), ("lstm", {"proj_size": 9, "bidirectional": True}),
+              ("lstm", {"peephole": True, "coupled": True}), ("gru", {}), ("rnn", {})]
+
+
+@pytest.mark.parametrize("case", TILE_CASES, ids=case_id)
+def test_register_tile_sizes_match_reference_and_directional_differences(case):
+    """Sizes where the per-step products run in register tiles: 9 rows (5 and 4 per thread) and
+    17 hidden units (two float64 panels and a tail column backward, more forward), with lengths.
+
+    The forward is checked against the NumPy reference; each gradient along one random direction
+    against a central difference of the loss.
+    """
+    cell, options = case
+    rng = np.random.default_rng(11)
+    T, B, I, H = 5, 9, 4, 17
+    layer, reference = build(cell, options, I, H, "float64")
+    x = rng.standard_normal((T, B, I))
+    hx = random_state(layer, B, rng)
+    lengths = np.array([5, 1, 4, 5, 2, 3, 5, 4, 1])
+    loss, r_out, r_final = loss_and_weights(layer, rng, x, lengths)
+    out, final = layer(x, hx, lengths)
+    ref_out, ref_final = reference(x, hx=hx, lengths=lengths)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-10)
+    for value, expected in zip(as_tuple(final), as_tuple(ref_final)):
+        np.testing.assert_allclose(value, expected, rtol=0, atol=1e-10)
+
+    loss(hx)
+    grad_x, grad_hx = layer.backward(r_out, r_final if len(r_final) == 2 else r_final[0])
+    analytic = dict(layer.grads, x=grad_x, **{f"hx{i}": g for i, g in enumerate(as_tuple(grad_hx))})
+    arrays = dict(layer.params, x=x, **{f"hx{i}": s for i, s in enumerate(as_tuple(hx))})
+    for name, array in arrays.items():
+        direction = rng.standard_normal(array.shape)
+        saved = array.copy()
+        array += EPS * direction
+        up = loss(hx)
+        array[...] = saved - EPS * direction
+        down = loss(hx)
+        array[...] = saved
+        numeric = (up - down) / (2 * EPS)
+        exact = np.sum(analytic[name] * direction)
+        assert abs(exact - numeric) <= RTOL * max(abs(numeric), 1e-3), (name, exact, numeric)

@@ -19,9 +19,9 @@ and hidden projections are kept apart for the n row.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul_nt
+from numlstm.cells.gemm import matmul_nt, pack_panels
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -49,7 +49,7 @@ def _gru_cell(a, t, b, r, i, h):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b1):
+def _gru_forward(gates, w_hh, panels_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
     ``gates`` (T, B, 3H) holds ``x @ W_ih.T + b_ih`` and is overwritten with
@@ -67,7 +67,7 @@ def _gru_forward(gates, w_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        matmul_nt(h[b0:b1], w_hh, hh)
+        matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             i = b - b0
             active = t < lengths[b]
@@ -109,7 +109,8 @@ def _gru_cell_backward(a, t, b, hs, prev, hn, dh, dgx, dgh):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dgx, dgh, b0, b1):
+def _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dgx,
+                  dgh, b0, b1):
     """Back-propagate through every step.
 
     ``w_hh_t`` (H, 3H) is the transposed recurrent weight, C-contiguous.
@@ -134,7 +135,7 @@ def _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn, grad_out, off, dh, dg
             for j in range(H):
                 dh[b, j] += grad_out[t, b, off + j]
             _gru_cell_backward(gates, t, b, hs, prev, hn, dh, dgx, dgh)
-        matmul_nt(dgh[t, b0:b1], w_hh_t, dh_prev)
+        matmul_nt(dgh[t, b0:b1], w_hh_t, panels_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 for j in range(H):
@@ -151,8 +152,10 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     gates = input_projection(x, p["weight_ih"], p["bias_ih"])
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
-    run_on_rows(lambda b0, b1: _gru_forward(gates, p["weight_hh"], p["bias_hh"], lengths, reverse,
-                                            h, hs, hn, out, off, b0, b1), h.shape[0])
+    w_hh = p["weight_hh"]
+    panels_hh = pack_panels(w_hh, rows_per_thread(h.shape[0]))
+    run_on_rows(lambda b0, b1: _gru_forward(gates, w_hh, panels_hh, p["bias_hh"], lengths,
+                                            reverse, h, hs, hn, out, off, b0, b1), h.shape[0])
     return (x, gates, hs, hn) if store else None
 
 
@@ -163,7 +166,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, lengths, reverse, hs, hn,
+    panels_hh_t = pack_panels(w_hh_t, rows_per_thread(dh.shape[0]))
+    run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn,
                                              grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
 

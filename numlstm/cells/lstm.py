@@ -32,9 +32,9 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul, matmul_nt
+from numlstm.cells.gemm import matmul, matmul_nt, pack_panels
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
@@ -85,7 +85,8 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
 
 
 @njit(**JIT_OPTIONS)
-def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, off, b0, b1):
+def _lstm_forward(gates, w_hh, panels_hh, w_hr, panels_hr, peep, lengths, reverse, h, c, hs, cs,
+                  out, off, b0, b1):
     """Run the recurrence over every step for batch rows ``b0:b1``, in place.
 
     Parameters
@@ -94,8 +95,12 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         Input projection plus both biases; overwritten with the gate
         activations (i, f, g, o), or (i, g, o) when ``G == 3 * H``.
     w_hh : ndarray (G, P)
+    panels_hh : ndarray
+        ``w_hh`` packed by :func:`numlstm.cells.gemm.pack_panels`.
     w_hr : ndarray (P, H) or (0, H)
         Projection weights; empty for no projection (then P == H).
+    panels_hr : ndarray
+        ``w_hr`` packed likewise.
     peep : ndarray (n, H)
         Peephole weights, rows (i, f, o) or (i, o) for a coupled cell; empty
         for no peepholes.
@@ -125,12 +130,12 @@ def _lstm_forward(gates, w_hh, w_hr, peep, lengths, reverse, h, c, hs, cs, out, 
         cs[T if reverse else 0, b0:b1] = c[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        matmul_nt(h[b0:b1], w_hh, hh)
+        matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             if t < lengths[b]:
                 _lstm_cell(gates, t, b, hh, b - b0, c, m, peep, coupled)
         if project:
-            matmul_nt(m, w_hr, hp)
+            matmul_nt(m, w_hr, panels_hr, hp)
         for b in range(b0, b1):
             active = t < lengths[b]
             for j in range(P):
@@ -193,13 +198,13 @@ def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coup
 
 
 @njit(**JIT_OPTIONS)
-def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_out, off,
-                   dh, dc, dgates, dpeep, dhp, ms, b0, b1):
+def _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, peep, lengths, reverse, hs,
+                   cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1):
     """Back-propagate through every step for batch rows ``b0:b1``.
 
     ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored;
     ``w_hh_t`` (P, G) and ``w_hr_t`` (H, P) are the transposed weights, as
-    C-contiguous arrays. ``dh``/``dc`` hold the gradient of the final state
+    C-contiguous arrays, with their panels (see :func:`_lstm_forward`). ``dh``/``dc`` hold the gradient of the final state
     on entry and of the initial state on exit. ``dgates`` (T, B, G) receives
     the gradient of the gate pre-activations (zero on finished rows);
     ``dpeep`` accumulates the peephole gradient of these rows. With a
@@ -229,7 +234,7 @@ def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_o
                 for j in range(H):
                     ms[t, b, j] = gates[t, b, o_off + j] * tanh(cs[new, b, j]) if active else 0
         if project:
-            matmul_nt(dh[b0:b1], w_hr_t, dm)
+            matmul_nt(dh[b0:b1], w_hr_t, panels_hr_t, dm)
         for b in range(b0, b1):
             if t >= lengths[b]:
                 for k in range(G):
@@ -240,7 +245,7 @@ def _lstm_backward(gates, w_hh_t, w_hr_t, peep, lengths, reverse, hs, cs, grad_o
             else:
                 _lstm_cell_backward(gates, dgates, t, b, cs, prev, new, dh, b, dc, peep, dpeep,
                                     coupled)
-        matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
+        matmul_nt(dgates[t, b0:b1], w_hh_t, panels_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 for j in range(P):
@@ -278,7 +283,10 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
     cs = np.empty((depth,) + c.shape, x.dtype)
-    run_on_rows(lambda b0, b1: _lstm_forward(gates, p["weight_hh"], p["weight_hr"],
+    rows = rows_per_thread(B)
+    w_hh, w_hr = p["weight_hh"], p["weight_hr"]
+    panels_hh, panels_hr = pack_panels(w_hh, rows), pack_panels(w_hr, rows)
+    run_on_rows(lambda b0, b1: _lstm_forward(gates, w_hh, panels_hh, w_hr, panels_hr,
                                              p["weight_peephole"], lengths, reverse, h, c, hs,
                                              cs, out, off, b0, b1), B)
     return (x, gates, hs, cs) if store else None
@@ -302,14 +310,17 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
     w_hr_t = np.ascontiguousarray(p["weight_hr"].T)
+    rows = rows_per_thread(B)
+    panels_hh_t, panels_hr_t = pack_panels(w_hh_t, rows), pack_panels(w_hr_t, rows)
 
-    def rows(b0, b1):
+    def run(b0, b1):
         dpeep = np.zeros_like(p["weight_peephole"])
-        _lstm_backward(gates, w_hh_t, w_hr_t, p["weight_peephole"], lengths, reverse, hs, cs,
-                       grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1)
+        _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, p["weight_peephole"],
+                       lengths, reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms,
+                       b0, b1)
         return dpeep
 
-    dpeep = sum(run_on_rows(rows, B))
+    dpeep = sum(run_on_rows(run, B))
     dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
     grads["weight_peephole"] = dpeep
     grads["weight_hr"] = (matmul(dhp.reshape(T * B, P).T, ms.reshape(T * B, H))

@@ -11,14 +11,14 @@ As in ``torch.nn.RNN`` (Elman 1990, "Finding structure in time"):
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import tanh
-from numlstm.cells.gemm import matmul_nt
+from numlstm.cells.gemm import matmul_nt, pack_panels
 from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
+def _rnn_forward(gates, w_hh, panels_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
     ``gates`` (T, B, H) holds the input projection plus both biases and is
@@ -35,7 +35,7 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        matmul_nt(h[b0:b1], w_hh, hh)
+        matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             active = t < lengths[b]
             if active:
@@ -55,7 +55,8 @@ def _rnn_forward(gates, w_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_backward(gates, w_hh_t, relu, lengths, reverse, grad_out, off, dh, dgates, b0, b1):
+def _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse, grad_out, off, dh, dgates,
+                  b0, b1):
     """Back-propagate through every step.
 
     ``w_hh_t`` is the transposed recurrent weight, C-contiguous. ``dh``
@@ -77,7 +78,7 @@ def _rnn_backward(gates, w_hh_t, relu, lengths, reverse, grad_out, off, dh, dgat
                 d = dh[b, j] + grad_out[t, b, off + j]
                 grad = (d if a > zero else zero) if relu else d * (one - a * a)
                 dgates[t, b, j] = grad if active else zero
-        matmul_nt(dgates[t, b0:b1], w_hh_t, dh_prev)
+        matmul_nt(dgates[t, b0:b1], w_hh_t, panels_hh_t, dh_prev)
         for b in range(b0, b1):
             if t < lengths[b]:
                 for j in range(H):
@@ -93,7 +94,9 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     T = x.shape[0]
     gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
-    run_on_rows(lambda b0, b1: _rnn_forward(gates, p["weight_hh"], relu, lengths, reverse, h, hs,
+    w_hh = p["weight_hh"]
+    panels_hh = pack_panels(w_hh, rows_per_thread(h.shape[0]))
+    run_on_rows(lambda b0, b1: _rnn_forward(gates, w_hh, panels_hh, relu, lengths, reverse, h, hs,
                                             out, off, b0, b1), h.shape[0])
     return (x, gates, hs) if store else None
 
@@ -104,7 +107,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     (dh,) = dstate
     dgates = np.empty_like(gates)
     w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, relu, lengths, reverse,
+    panels_hh_t = pack_panels(w_hh_t, rows_per_thread(dh.shape[0]))
+    run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse,
                                              grad_out, off, dh, dgates, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
 
