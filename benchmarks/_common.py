@@ -127,11 +127,11 @@ def make_grad_out(size, seed=1):
     return rng.standard_normal((T, B, H)).astype(np.float32)
 
 
-def make_numlstm_layer(cell, size, seed=0):
+def make_numlstm_layer(cell, size, seed=0, device="cpu"):
     numlstm = import_numlstm()
     _, _, I, H = size
     cls = {"lstm": numlstm.LSTM, "gru": numlstm.GRU}[cell]
-    return cls(I, H, dtype="float32", seed=seed)
+    return cls(I, H, dtype="float32", seed=seed, device=device)
 
 
 def make_torch_layer(torch, cell, size, seed=0):
@@ -146,36 +146,56 @@ def copy_weights(torch_layer, layer):
 
 
 class Workload:
-    """The four callables (numlstm / torch x inference / forward+backward) for one cell and size."""
+    """The four callables (numlstm / torch x inference / forward+backward) for one cell and size.
 
-    def __init__(self, cell, size, with_torch=True, seed=0):
-        self.cell, self.size = cell, size
+    With ``device="cuda"`` both libraries run on the GPU with their inputs already there (Numba
+    device arrays for numlstm, CUDA tensors for torch), and every callable ends with a device
+    synchronisation, so that a timing covers the work and not just its launch.
+    """
+
+    def __init__(self, cell, size, with_torch=True, seed=0, device="cpu"):
+        self.cell, self.size, self.device = cell, size, device
         numlstm = import_numlstm()
         self.numlstm = numlstm
         self.torch = import_torch() if with_torch else None
-        self.x = make_input(size, seed)
-        self.g = make_grad_out(size, seed + 1)
-        self.layer = make_numlstm_layer(cell, size, seed)
+        x, g = make_input(size, seed), make_grad_out(size, seed + 1)
+        self.layer = make_numlstm_layer(cell, size, seed, device)
+        if device == "cuda":
+            from numba import cuda
+
+            self._sync_numlstm = cuda.synchronize
+            self.x, self.g = cuda.to_device(x), cuda.to_device(g)
+        else:
+            self._sync_numlstm = lambda: None
+            self.x, self.g = x, g
         if self.torch is not None:
-            self.tlayer = make_torch_layer(self.torch, cell, size, seed)
-            copy_weights(self.tlayer, self.layer)
-            self.xt = self.torch.from_numpy(self.x.copy())
-            self.xt_grad = self.torch.from_numpy(self.x.copy()).requires_grad_(True)
-            self.gt = self.torch.from_numpy(self.g.copy())
+            tlayer = make_torch_layer(self.torch, cell, size, seed)
+            copy_weights(tlayer, self.layer)
+            self.tlayer = tlayer.to(device)
+            self._sync_torch = self.torch.cuda.synchronize if device == "cuda" else lambda: None
+            self.xt = self.torch.from_numpy(x.copy()).to(device)
+            self.xt_grad = self.xt.clone().requires_grad_(True)
+            self.gt = self.torch.from_numpy(g.copy()).to(device)
 
     # numlstm
     def nl_inference(self):
         with self.numlstm.no_grad():
-            return self.layer(self.x)
+            out = self.layer(self.x)
+        self._sync_numlstm()
+        return out
 
     def nl_fwd_bwd(self):
-        out, _ = self.layer(self.x)
-        return self.layer.backward(self.g)
+        self.layer(self.x)
+        grads = self.layer.backward(self.g)
+        self._sync_numlstm()
+        return grads
 
     # torch
     def pt_inference(self):
         with self.torch.inference_mode():
-            return self.tlayer(self.xt)
+            out = self.tlayer(self.xt)
+        self._sync_torch()
+        return out
 
     def pt_fwd_bwd(self):
         self.xt_grad.grad = None
@@ -183,6 +203,7 @@ class Workload:
             p.grad = None
         out, _ = self.tlayer(self.xt_grad)
         out.backward(self.gt)
+        self._sync_torch()
 
     def fn(self, lib, mode):
         return getattr(self, {"numlstm": "nl_", "torch": "pt_"}[lib] + {"inference": "inference", "fwd_bwd": "fwd_bwd"}[mode])
@@ -190,8 +211,9 @@ class Workload:
     def max_abs_diff(self):
         """Largest |numlstm - torch| over the inference output (a sanity check, not a test)."""
         out = self.nl_inference()[0]
-        ref = self.pt_inference()[0].numpy()
-        return float(np.max(np.abs(np.asarray(out) - ref)))
+        out = out.copy_to_host() if self.device == "cuda" else out
+        ref = self.pt_inference()[0].cpu().numpy()
+        return float(np.max(np.abs(out - ref)))
 
 
 def _one_sample(fn, number):

@@ -26,8 +26,6 @@ import datetime
 import os
 import sys
 
-import numpy as np
-
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _common as C  # noqa: E402
@@ -48,62 +46,11 @@ def cuda_torch():
     return torch
 
 
-class GpuWorkload:
-    """numlstm (device="cuda") and, when given, torch/cuDNN callables for one cell and size."""
-
-    def __init__(self, cell, size, torch, seed=0):
-        from numba import cuda
-
-        numlstm = C.import_numlstm()
-        self.numlstm, self.cuda, self.torch = numlstm, cuda, torch
-        x, g = C.make_input(size, seed), C.make_grad_out(size, seed + 1)
-        self.layer = {"lstm": numlstm.LSTM, "gru": numlstm.GRU}[cell](
-            size[2], size[3], dtype="float32", seed=seed, device="cuda")
-        self.x, self.g = cuda.to_device(x), cuda.to_device(g)
-        if torch is not None:
-            tlayer = C.make_torch_layer(torch, cell, size, seed)
-            C.copy_weights(tlayer, self.layer)
-            self.tlayer = tlayer.cuda()
-            self.xt = torch.from_numpy(x).cuda()
-            self.xt_grad = self.xt.clone().requires_grad_(True)
-            self.gt = torch.from_numpy(g).cuda()
-
-    def nl_inference(self):
-        with self.numlstm.no_grad():
-            out = self.layer(self.x)
-        self.cuda.synchronize()
-        return out
-
-    def nl_fwd_bwd(self):
-        self.layer(self.x)
-        self.layer.backward(self.g)
-        self.cuda.synchronize()
-
-    def pt_inference(self):
-        with self.torch.inference_mode():
-            out = self.tlayer(self.xt)
-        self.torch.cuda.synchronize()
-        return out
-
-    def pt_fwd_bwd(self):
-        self.xt_grad.grad = None
-        for p in self.tlayer.parameters():
-            p.grad = None
-        out, _ = self.tlayer(self.xt_grad)
-        out.backward(self.gt)
-        self.torch.cuda.synchronize()
-
-    def max_abs_diff(self):
-        out = self.nl_inference()[0].copy_to_host()
-        ref = self.pt_inference()[0].cpu().numpy()
-        return float(np.max(np.abs(out - ref)))
-
-
 def measure(cells, sizes, torch, repeats, min_time, log):
     rows = []
     for cell in cells:
         for size in sizes:
-            w = GpuWorkload(cell, size, torch)
+            w = C.Workload(cell, size, with_torch=torch is not None, device="cuda")
             fns = {"nl_inf": w.nl_inference, "nl_fb": w.nl_fwd_bwd}
             if torch is not None:
                 fns.update(pt_inf=w.pt_inference, pt_fb=w.pt_fwd_bwd)
