@@ -1,6 +1,5 @@
 """Pieces shared by every cell family: the batched GEMMs and the state slots."""
 
-import numpy as np
 from numba import njit
 
 from numlstm._config import JIT_OPTIONS
@@ -19,14 +18,6 @@ def slots(t, reverse):
     if reverse:
         return t + 1, t
     return t, t + 1
-
-
-def input_projection(x, weight_ih, bias):
-    """``x @ weight_ih.T + bias`` for every step at once: one GEMM, (T, B, G)."""
-    T, B, I = x.shape
-    gates = matmul(x.reshape(T * B, I), weight_ih.T)
-    gates += bias
-    return gates.reshape(T, B, -1)
 
 
 def previous_states(hs, reverse):

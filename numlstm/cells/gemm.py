@@ -24,11 +24,13 @@ kernel of their own:
 Nothing is allocated inside a time loop: every product writes into a
 preallocated ``out``.
 
-The GEMMs over every step at once (input projection, weight gradients) go
-through :func:`matmul`, which splits the rows of the left operand across
-numlstm's threads, each with single-threaded BLAS. Waking BLAS's own thread
-pool instead would leave its workers spinning after the call, taking the
-cores that the time loops need next.
+The time loops also project each step's input with the same kernel, so a
+forward pass calls no BLAS at all. The GEMMs of the backward pass over every
+step at once (weight and input gradients) go through :func:`matmul`, which
+splits the rows of the left operand across numlstm's threads, each with
+single-threaded BLAS. Waking BLAS's own thread pool instead would leave its
+workers spinning after the call, taking the cores that the time loops need
+next.
 
 The loops index the 2-D arrays directly instead of taking row views, and the
 helpers are inlined: a view, like an array passed to a function that is not
@@ -42,7 +44,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, run_on_rows, single_threaded_blas
 
 SPLIT_MIN_MACS = 1 << 22
 TILE_ROWS = 4
@@ -213,12 +215,15 @@ def matmul_nt(a, b, panels, out):
 def matmul(a, b):
     """``a @ b`` for 2-D arrays, the rows of ``a`` split across numlstm's threads.
 
-    Below ``SPLIT_MIN_MACS`` multiply-adds the split and the BLAS thread
-    limit cost more than they save, and BLAS runs such a product on one
-    thread anyway: it is called directly.
+    Below ``SPLIT_MIN_MACS`` multiply-adds the split costs more than it
+    saves, and the product runs on the calling thread. BLAS is held to one
+    thread either way: a multi-threaded call would leave BLAS's workers
+    spinning for about 0.1 s afterwards, taking the cores from numlstm's next
+    time loop or from whatever the caller runs next.
     """
     if a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MIN_MACS:
-        return a @ b
+        with single_threaded_blas():
+            return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
 
     def rows(r0, r1):

@@ -22,7 +22,7 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul_nt, pack_panels
-from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+from numlstm.cells.common import new_states, slots, weight_gradients
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -49,10 +49,13 @@ def _gru_cell(a, t, b, r, i, h):
 
 
 @njit(**JIT_OPTIONS)
-def _gru_forward(gates, w_hh, panels_hh, b_hh, lengths, reverse, h, hs, hn, out, off, b0, b1):
+def _gru_forward(x, w_ih, panels_ih, b_ih, gates, w_hh, panels_hh, b_hh, lengths, reverse, h, hs,
+                 hn, out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
-    ``gates`` (T, B, 3H) holds ``x @ W_ih.T + b_ih`` and is overwritten with
+    Each step projects its input rows ``x[t] @ w_ih.T + b_ih`` in the same
+    thread, just before the recurrent product (see
+    :func:`numlstm.cells.lstm._lstm_forward`); ``gates`` (T, B, 3H) receives
     the activations (r, z, n). ``h`` (B, H) is the initial state on entry and
     the final state on exit. ``hs`` (T + 1, B, H) stores every state and
     ``hn`` (T, B, H) the hidden n-row projection ``W_hn h + b_hn``, both for
@@ -67,12 +70,14 @@ def _gru_forward(gates, w_hh, panels_hh, b_hh, lengths, reverse, h, hs, hn, out,
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
+        matmul_nt(x[t, b0:b1], w_ih, panels_ih, gates[t, b0:b1])
         matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             i = b - b0
             active = t < lengths[b]
             if active:
                 for k in range(G):
+                    gates[t, b, k] += b_ih[k]
                     hh[i, k] += b_hh[k]
                 _gru_cell(gates, t, b, hh, i, h)
             for j in range(H):
@@ -148,14 +153,16 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     ``state`` is ``(h,)``.
     """
     (h,) = state
-    T = x.shape[0]
-    gates = input_projection(x, p["weight_ih"], p["bias_ih"])
+    T, B, _ = x.shape
+    w_ih, w_hh = p["weight_ih"], p["weight_hh"]
+    gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
-    w_hh = p["weight_hh"]
-    panels_hh = pack_panels(w_hh, rows_per_thread(h.shape[0]))
-    run_on_rows(lambda b0, b1: _gru_forward(gates, w_hh, panels_hh, p["bias_hh"], lengths,
-                                            reverse, h, hs, hn, out, off, b0, b1), h.shape[0])
+    rows = rows_per_thread(B)
+    panels_ih, panels_hh = pack_panels(w_ih, rows), pack_panels(w_hh, rows)
+    run_on_rows(lambda b0, b1: _gru_forward(x, w_ih, panels_ih, p["bias_ih"], gates, w_hh,
+                                            panels_hh, p["bias_hh"], lengths, reverse, h, hs, hn,
+                                            out, off, b0, b1), B)
     return (x, gates, hs, hn) if store else None
 
 

@@ -1,9 +1,10 @@
 """LSTM family on the CPU: standard, peephole, coupled-gate (CIFG) and projected.
 
 The public functions :func:`forward` and :func:`backward` run one direction of
-one layer. They own the batched GEMMs (the input projection for every step,
-the weight gradients over every step); the ``_``-prefixed Numba kernels own
-the time loop, the recurrent product and the fused gate arithmetic.
+one layer. They own the batched GEMMs of the backward pass (the weight
+gradients over every step); the ``_``-prefixed Numba kernels own the time
+loop, the input projection and recurrent product of each step, and the fused
+gate arithmetic.
 
 Notes
 -----
@@ -35,15 +36,15 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels
-from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+from numlstm.cells.common import new_states, slots, weight_gradients
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
+def _lstm_cell(a, t, b, r, i, bias, c, m, peep, coupled):
     """Row ``b`` of step ``t``: gate activations into ``a[t, b]``, new ``c[b]``, ``m[i]``.
 
-    ``a[t, b]`` holds the input projection and ``r[i]`` the recurrent
-    product; ``m[i]`` receives ``o * tanh(c)``. Each loop touches few arrays
+    ``a[t, b]`` holds the input projection, ``r[i]`` the recurrent product
+    and ``bias`` both biases; ``m[i]`` receives ``o * tanh(c)``. Each loop touches few arrays
     and has no branch, so that LLVM vectorises it. Each loop also counts from
     zero and adds the gate offset to the index: over ``range(start, stop)``
     LLVM cannot prove the signed index non-negative, keeps Numba's
@@ -57,7 +58,7 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
     g_off = H if coupled else 2 * H
     o_off = g_off + H
     for k in range(G):
-        a[t, b, k] += r[i, k]
+        a[t, b, k] += r[i, k] + bias[k]
     if peep.shape[0] > 0:
         for j in range(H):
             a[t, b, j] += peep[0, j] * c[b, j]
@@ -85,18 +86,29 @@ def _lstm_cell(a, t, b, r, i, c, m, peep, coupled):
 
 
 @njit(**JIT_OPTIONS)
-def _lstm_forward(gates, w_hh, panels_hh, w_hr, panels_hr, peep, lengths, reverse, h, c, hs, cs,
-                  out, off, b0, b1):
+def _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, w_hr, panels_hr, peep,
+                  lengths, reverse, h, c, hs, cs, out, off, b0, b1):
     """Run the recurrence over every step for batch rows ``b0:b1``, in place.
+
+    Each step projects its input rows in the same thread, just before the
+    recurrent product, so that the projection is still in cache when the
+    gate math reads it, and no separate pass over the sequence is needed.
 
     Parameters
     ----------
+    x : ndarray (T, B, I)
+    w_ih : ndarray (G, I)
+    panels_ih : ndarray
+        ``w_ih`` packed by :func:`numlstm.cells.gemm.pack_panels`.
+    bias : ndarray (G,)
+        Both biases, summed.
     gates : ndarray (T, B, G)
-        Input projection plus both biases; overwritten with the gate
-        activations (i, f, g, o), or (i, g, o) when ``G == 3 * H``.
+        Receives the gate activations (i, f, g, o), or (i, g, o) when
+        ``G == 3 * H``; rows of finished sequences hold their input
+        projection.
     w_hh : ndarray (G, P)
     panels_hh : ndarray
-        ``w_hh`` packed by :func:`numlstm.cells.gemm.pack_panels`.
+        ``w_hh`` packed likewise.
     w_hr : ndarray (P, H) or (0, H)
         Projection weights; empty for no projection (then P == H).
     panels_hr : ndarray
@@ -130,10 +142,11 @@ def _lstm_forward(gates, w_hh, panels_hh, w_hr, panels_hr, peep, lengths, revers
         cs[T if reverse else 0, b0:b1] = c[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
+        matmul_nt(x[t, b0:b1], w_ih, panels_ih, gates[t, b0:b1])
         matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             if t < lengths[b]:
-                _lstm_cell(gates, t, b, hh, b - b0, c, m, peep, coupled)
+                _lstm_cell(gates, t, b, hh, b - b0, bias, c, m, peep, coupled)
         if project:
             matmul_nt(m, w_hr, panels_hr, hp)
         for b in range(b0, b1):
@@ -279,16 +292,17 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     h, c = state
     T, B, _ = x.shape
-    gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
+    w_ih, w_hh, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
+    gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
     cs = np.empty((depth,) + c.shape, x.dtype)
     rows = rows_per_thread(B)
-    w_hh, w_hr = p["weight_hh"], p["weight_hr"]
-    panels_hh, panels_hr = pack_panels(w_hh, rows), pack_panels(w_hr, rows)
-    run_on_rows(lambda b0, b1: _lstm_forward(gates, w_hh, panels_hh, w_hr, panels_hr,
-                                             p["weight_peephole"], lengths, reverse, h, c, hs,
-                                             cs, out, off, b0, b1), B)
+    panels_ih, panels_hh, panels_hr = (pack_panels(w, rows) for w in (w_ih, w_hh, w_hr))
+    bias = p["bias_ih"] + p["bias_hh"]
+    run_on_rows(lambda b0, b1: _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh,
+                                             w_hr, panels_hr, p["weight_peephole"], lengths,
+                                             reverse, h, c, hs, cs, out, off, b0, b1), B)
     return (x, gates, hs, cs) if store else None
 
 

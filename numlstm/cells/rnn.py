@@ -14,15 +14,18 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import tanh
 from numlstm.cells.gemm import matmul_nt, pack_panels
-from numlstm.cells.common import input_projection, new_states, slots, weight_gradients
+from numlstm.cells.common import new_states, slots, weight_gradients
 
 
 @njit(**JIT_OPTIONS)
-def _rnn_forward(gates, w_hh, panels_hh, relu, lengths, reverse, h, hs, out, off, b0, b1):
+def _rnn_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, relu, lengths, reverse, h, hs,
+                 out, off, b0, b1):
     """Run the recurrence over every step, in place.
 
-    ``gates`` (T, B, H) holds the input projection plus both biases and is
-    overwritten with the new states. ``h`` (B, H) is the initial state on
+    Each step projects its input rows ``x[t] @ w_ih.T`` in the same thread,
+    just before the recurrent product (see
+    :func:`numlstm.cells.lstm._lstm_forward`); ``bias`` holds both biases,
+    summed, and ``gates`` (T, B, H) receives the new states. ``h`` (B, H) is the initial state on
     entry and the final one on exit; ``hs`` (T + 1, B, H) stores every state
     for backward, or is empty for inference. Only batch rows ``b0:b1`` are
     touched, so calls on disjoint rows may run concurrently.
@@ -35,16 +38,17 @@ def _rnn_forward(gates, w_hh, panels_hh, relu, lengths, reverse, h, hs, out, off
         hs[T if reverse else 0, b0:b1] = h[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
+        matmul_nt(x[t, b0:b1], w_ih, panels_ih, gates[t, b0:b1])
         matmul_nt(h[b0:b1], w_hh, panels_hh, hh)
         for b in range(b0, b1):
             active = t < lengths[b]
             if active:
                 if relu:
                     for j in range(H):
-                        gates[t, b, j] = max(gates[t, b, j] + hh[b - b0, j], zero)
+                        gates[t, b, j] = max(gates[t, b, j] + hh[b - b0, j] + bias[j], zero)
                 else:
                     for j in range(H):
-                        gates[t, b, j] = tanh(gates[t, b, j] + hh[b - b0, j])
+                        gates[t, b, j] = tanh(gates[t, b, j] + hh[b - b0, j] + bias[j])
             for j in range(H):
                 if active:
                     h[b, j] = gates[t, b, j]
@@ -91,13 +95,15 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     ``state`` is ``(h,)``; ``relu`` picks ReLU over tanh.
     """
     (h,) = state
-    T = x.shape[0]
-    gates = input_projection(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"])
+    T, B, _ = x.shape
+    w_ih, w_hh = p["weight_ih"], p["weight_hh"]
+    gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
-    w_hh = p["weight_hh"]
-    panels_hh = pack_panels(w_hh, rows_per_thread(h.shape[0]))
-    run_on_rows(lambda b0, b1: _rnn_forward(gates, w_hh, panels_hh, relu, lengths, reverse, h, hs,
-                                            out, off, b0, b1), h.shape[0])
+    rows = rows_per_thread(B)
+    panels_ih, panels_hh = pack_panels(w_ih, rows), pack_panels(w_hh, rows)
+    bias = p["bias_ih"] + p["bias_hh"]
+    run_on_rows(lambda b0, b1: _rnn_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, relu,
+                                            lengths, reverse, h, hs, out, off, b0, b1), B)
     return (x, gates, hs) if store else None
 
 
