@@ -20,6 +20,22 @@ def slots(t, reverse):
     return t, t + 1
 
 
+@njit(inline="always", **JIT_OPTIONS)
+def emit_output(out, t, b, off, h, active):
+    """``out[t, b, off:off + P]``: row ``b`` of ``h`` while its sequence runs, zeros after.
+
+    ``off`` is clamped at zero, which it always is: LLVM can then prove the
+    index non-negative, drop Numba's wraparound check and vectorise the loop.
+    """
+    off = max(off, 0)
+    if active:
+        for j in range(h.shape[1]):
+            out[t, b, off + j] = h[b, j]
+    else:
+        for j in range(h.shape[1]):
+            out[t, b, off + j] = 0
+
+
 def previous_states(hs, reverse):
     """The state each step started from, (T, B, P), from the stored slots."""
     return hs[1:] if reverse else hs[:-1]

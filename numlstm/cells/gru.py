@@ -22,7 +22,7 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul_nt, pack_panels
-from numlstm.cells.common import new_states, slots, weight_gradients
+from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -80,10 +80,10 @@ def _gru_forward(x, w_ih, panels_ih, b_ih, gates, w_hh, panels_hh, b_hh, lengths
                     gates[t, b, k] += b_ih[k]
                     hh[i, k] += b_hh[k]
                 _gru_cell(gates, t, b, hh, i, h)
-            for j in range(H):
-                if store and active:
+            if store and active:
+                for j in range(H):
                     hn[t, b, j] = hh[i, 2 * H + j]
-                out[t, b, off + j] = h[b, j] if active else 0
+            emit_output(out, t, b, off, h, active)
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
@@ -125,6 +125,7 @@ def _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn, grad_out
     only in the n rows, where the hidden side is scaled by r. Only batch
     rows ``b0:b1`` are touched.
     """
+    off = max(off, 0)  # provably non-negative, so the loops reading grad_out vectorise
     T, _, G = gates.shape
     H = dh.shape[1]
     dh_prev = np.empty((b1 - b0, H), gates.dtype)

@@ -36,7 +36,7 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels
-from numlstm.cells.common import new_states, slots, weight_gradients
+from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -151,10 +151,10 @@ def _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, w_hr, panels
             matmul_nt(m, w_hr, panels_hr, hp)
         for b in range(b0, b1):
             active = t < lengths[b]
-            for j in range(P):
-                if active:
+            if active:
+                for j in range(P):
                     h[b, j] = hp[b - b0, j]
-                out[t, b, off + j] = h[b, j] if active else 0
+            emit_output(out, t, b, off, h, active)
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
@@ -231,6 +231,7 @@ def _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, peep, length
     coupled = G == 3 * H
     project = w_hr_t.shape[1] > 0
     o_off = 2 * H if coupled else 3 * H
+    off = max(off, 0)  # provably non-negative, so the loops reading grad_out vectorise
     dm = np.empty((b1 - b0, H), gates.dtype)
     dh_prev = np.empty((b1 - b0, P), gates.dtype)
     for s in range(T):

@@ -14,7 +14,7 @@ from numba import njit
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import tanh
 from numlstm.cells.gemm import matmul_nt, pack_panels
-from numlstm.cells.common import new_states, slots, weight_gradients
+from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
 
 
 @njit(**JIT_OPTIONS)
@@ -49,10 +49,10 @@ def _rnn_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, relu, lengths
                 else:
                     for j in range(H):
                         gates[t, b, j] = tanh(gates[t, b, j] + hh[b - b0, j] + bias[j])
-            for j in range(H):
-                if active:
+            if active:
+                for j in range(H):
                     h[b, j] = gates[t, b, j]
-                out[t, b, off + j] = h[b, j] if active else 0
+            emit_output(out, t, b, off, h, active)
         if store:
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
@@ -69,6 +69,7 @@ def _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse, grad_out, 
     pre-activations (zero on finished rows). Only batch rows ``b0:b1`` are
     touched.
     """
+    off = max(off, 0)  # provably non-negative, so the loops reading grad_out vectorise
     T, _, H = gates.shape
     one = gates.dtype.type(1)
     zero = gates.dtype.type(0)
