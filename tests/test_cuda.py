@@ -185,10 +185,14 @@ def max_errors(case, dtype, reverse, **kw):
     cpu, _ = run("numlstm.cells", prob, reverse)
     gpu, _ = run("numlstm.cuda", prob, reverse)
     errors = {}
+    # Past a sequence's length the gate values are unspecified (the layers show NaN there).
+    steps = prob["x"].shape[0]
+    running = np.arange(steps)[:, None] < prob["lengths"][None, :]
     for key, want in cpu.items():
         if key == "gate_states":
             for name, value in want.items():
-                errors[f"gates:{name}"] = _maxdiff(gpu[key][name], value)
+                errors[f"gates:{name}"] = _maxdiff(np.asarray(gpu[key][name])[running],
+                                                   np.asarray(value)[running])
         else:
             assert isinstance(gpu[key], np.ndarray), key
             assert gpu[key].dtype == want.dtype and gpu[key].shape == want.shape, key
