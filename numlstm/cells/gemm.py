@@ -115,9 +115,10 @@ def _panel_tile(typingctx, a, panels, out, i, p):
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
             at = builder.add(base, builder.mul(k, const(width)))
-            w = [builder.load(builder.bitcast(builder.gep(W.data, [builder.add(at, const(v * lanes))]),
-                                              vty.as_pointer()), align=size)
-                 for v in range(PANEL_VECTORS)]
+            w = []
+            for v in range(PANEL_VECTORS):
+                ptr = builder.gep(W.data, [builder.add(at, const(v * lanes))])
+                w.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size))
             for r in range(TILE_ROWS):
                 x = builder.load(builder.gep(A.data, [builder.add(a_rows[r], k)]))
                 xv = builder.insert_element(ir.Constant(vty, ir.Undefined), x,

@@ -44,13 +44,14 @@ def _lstm_cell(a, t, b, r, i, bias, c, m, peep, coupled):
     """Row ``b`` of step ``t``: gate activations into ``a[t, b]``, new ``c[b]``, ``m[i]``.
 
     ``a[t, b]`` holds the input projection, ``r[i]`` the recurrent product
-    and ``bias`` both biases; ``m[i]`` receives ``o * tanh(c)``. Each loop touches few arrays
-    and has no branch, so that LLVM vectorises it. Each loop also counts from
-    zero and adds the gate offset to the index: over ``range(start, stop)``
-    LLVM cannot prove the signed index non-negative, keeps Numba's
-    negative-index wraparound, and leaves the loop scalar. Arrays are
-    indexed, never sliced: a view would update its parent's reference count
-    atomically, and the threads working on other rows share those parents.
+    and ``bias`` both biases; ``m[i]`` receives ``o * tanh(c)``. Each loop
+    touches few arrays and has no branch, so that LLVM vectorises it. Each
+    loop also counts from zero and adds the gate offset to the index: over
+    ``range(start, stop)`` LLVM cannot prove the signed index non-negative,
+    keeps Numba's negative-index wraparound, and leaves the loop scalar.
+    Arrays are indexed, never sliced: a view would update its parent's
+    reference count atomically, and the threads working on other rows share
+    those parents.
     """
     H = c.shape[1]
     G = a.shape[2]
@@ -217,8 +218,9 @@ def _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, peep, length
 
     ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored;
     ``w_hh_t`` (P, G) and ``w_hr_t`` (H, P) are the transposed weights, as
-    C-contiguous arrays, with their panels (see :func:`_lstm_forward`). ``dh``/``dc`` hold the gradient of the final state
-    on entry and of the initial state on exit. ``dgates`` (T, B, G) receives
+    C-contiguous arrays, with their panels (see :func:`_lstm_forward`).
+    ``dh``/``dc`` hold the gradient of the final state on entry and of the
+    initial state on exit. ``dgates`` (T, B, G) receives
     the gradient of the gate pre-activations (zero on finished rows);
     ``dpeep`` accumulates the peephole gradient of these rows. With a
     projection, ``dhp`` (T, B, P) receives the gradient of each projected
