@@ -17,7 +17,7 @@ def reference(a, b):
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 13, 33])
 @pytest.mark.parametrize("cols", [1, 3, 4, 9, 16, 17, 40])
 def test_matches_numpy(rows, cols, dtype, tol):
-    """Every split of rows into tiles, pairs and a single row, and of columns into panels, tail."""
+    """Every split of rows (tiles, a pair, a single row) and columns (panels, a tail)."""
     rng = np.random.default_rng(rows * 100 + cols)
     a = rng.standard_normal((rows, 13)).astype(dtype)
     b = rng.standard_normal((cols, 13)).astype(dtype)
