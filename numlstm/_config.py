@@ -61,9 +61,16 @@ def single_threaded_blas():
         yield
 
 
+def _row_bounds(n_rows):
+    """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``."""
+    n = max(1, min(num_threads(), n_rows))
+    return [n_rows * k // n for k in range(n + 1)]
+
+
 def rows_per_thread(n_rows):
     """The most rows that one range of :func:`run_on_rows` gets."""
-    return -(-n_rows // max(1, min(num_threads(), n_rows)))
+    bounds = _row_bounds(n_rows)
+    return max(b1 - b0 for b0, b1 in zip(bounds, bounds[1:]))
 
 
 def run_on_rows(fn, n_rows, calls_blas=False):
@@ -75,8 +82,8 @@ def run_on_rows(fn, n_rows, calls_blas=False):
     microseconds, so the time loops, whose per-step products are numlstm's
     own, skip it. Returns the list of results, in row order.
     """
-    n = max(1, min(num_threads(), n_rows))
-    bounds = [n_rows * k // n for k in range(n + 1)]
+    bounds = _row_bounds(n_rows)
+    n = len(bounds) - 1
     with single_threaded_blas() if calls_blas else contextlib.nullcontext():
         if n == 1:
             return [fn(0, n_rows)]

@@ -19,9 +19,9 @@ and hidden projections are kept apart for the n row.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
+from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul_nt, pack_panels
+from numlstm.cells.gemm import matmul_nt, packed
 from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
 
 
@@ -80,9 +80,9 @@ def _gru_forward(x, w_ih, panels_ih, b_ih, gates, w_hh, panels_hh, b_hh, lengths
                     gates[t, b, k] += b_ih[k]
                     hh[i, k] += b_hh[k]
                 _gru_cell(gates, t, b, hh, i, h)
-            if store and active:
-                for j in range(H):
-                    hn[t, b, j] = hh[i, 2 * H + j]
+                if store:
+                    for j in range(H):
+                        hn[t, b, j] = hh[i, 2 * H + j]
             emit_output(out, t, b, off, h, active)
         if store:
             _, new = slots(t, reverse)
@@ -155,12 +155,11 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     (h,) = state
     T, B, _ = x.shape
-    w_ih, w_hh = p["weight_ih"], p["weight_hh"]
+    w_ih, panels_ih = packed(p["weight_ih"], B)
+    w_hh, panels_hh = packed(p["weight_hh"], B)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
-    rows = rows_per_thread(B)
-    panels_ih, panels_hh = pack_panels(w_ih, rows), pack_panels(w_hh, rows)
     run_on_rows(lambda b0, b1: _gru_forward(x, w_ih, panels_ih, p["bias_ih"], gates, w_hh,
                                             panels_hh, p["bias_hh"], lengths, reverse, h, hs, hn,
                                             out, off, b0, b1), B)
@@ -173,8 +172,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    panels_hh_t = pack_panels(w_hh_t, rows_per_thread(dh.shape[0]))
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, dh.shape[0])
     run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn,
                                              grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])

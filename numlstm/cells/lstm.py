@@ -33,9 +33,9 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
+from numlstm._config import JIT_OPTIONS, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul, matmul_nt, pack_panels
+from numlstm.cells.gemm import matmul, matmul_nt, packed
 from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
 
 
@@ -295,13 +295,13 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     h, c = state
     T, B, _ = x.shape
-    w_ih, w_hh, w_hr = p["weight_ih"], p["weight_hh"], p["weight_hr"]
+    w_ih, panels_ih = packed(p["weight_ih"], B)
+    w_hh, panels_hh = packed(p["weight_hh"], B)
+    w_hr, panels_hr = packed(p["weight_hr"], B)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
     cs = np.empty((depth,) + c.shape, x.dtype)
-    rows = rows_per_thread(B)
-    panels_ih, panels_hh, panels_hr = (pack_panels(w, rows) for w in (w_ih, w_hh, w_hr))
     bias = p["bias_ih"] + p["bias_hh"]
     run_on_rows(lambda b0, b1: _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh,
                                              w_hr, panels_hr, p["weight_peephole"], lengths,
@@ -325,10 +325,8 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dgates = np.empty_like(gates)
     dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
-    w_hh_t = np.ascontiguousarray(p["weight_hh"].T)
-    w_hr_t = np.ascontiguousarray(p["weight_hr"].T)
-    rows = rows_per_thread(B)
-    panels_hh_t, panels_hr_t = pack_panels(w_hh_t, rows), pack_panels(w_hr_t, rows)
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, B)
+    w_hr_t, panels_hr_t = packed(p["weight_hr"].T, B)
 
     def run(b0, b1):
         dpeep = np.zeros_like(p["weight_peephole"])
