@@ -1,9 +1,36 @@
-"""Pieces shared by every cell family: the batched GEMMs and the state slots."""
+"""Pieces shared by every cell family: the batched GEMMs, the state slots, the thread split."""
 
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS
-from numlstm.cells.gemm import matmul
+from numlstm._config import JIT_OPTIONS, num_threads, rows_per_thread, usable_cores
+from numlstm.cells.gemm import TILE_ROWS, matmul
+
+UNIT_SPLIT_MIN_UNITS = 8
+UNIT_SPLIT_MIN_WEIGHTS = 40_000
+UNIT_SPLIT_PROJECTION_ROWS = 32
+
+
+def unit_split(B, H, n_weights):
+    """Bounds of the hidden-unit ranges, one per thread, when inference should split units.
+
+    A row split (:func:`numlstm._config.run_on_rows`) of a small batch gives
+    each thread at most one register tile of rows (``TILE_ROWS``), and has
+    every thread stream every weight at every step. Splitting the hidden
+    units instead gives each thread a share of the weights, at the cost of a
+    barrier per step. A single row runs on the calling thread alone in a row
+    split, with no hand-off at all, so there the split pays off only from
+    ``UNIT_SPLIT_MIN_WEIGHTS`` weights per step (``n_weights``) up.
+
+    There are as many ranges as numlstm's threads, the usable cores and
+    ``UNIT_SPLIT_MIN_UNITS`` units per range allow; inner bounds are
+    multiples of that minimum, so each range's gate loops run in whole
+    vectors. Returns None when the rows should be split instead.
+    """
+    n = min(num_threads(), usable_cores(), H // UNIT_SPLIT_MIN_UNITS)
+    if n < 2 or rows_per_thread(B) > TILE_ROWS or (B == 1 and n_weights < UNIT_SPLIT_MIN_WEIGHTS):
+        return None
+    q = UNIT_SPLIT_MIN_UNITS
+    return [0] + [round(H * k / n / q) * q for k in range(1, n)] + [H]
 
 
 @njit(inline="always", **JIT_OPTIONS)

@@ -57,6 +57,7 @@ def panel_width(dtype):
     return PANEL_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
+@njit(**JIT_OPTIONS)
 def pack_panels(b, rows):
     """The full column panels of ``b.T`` for :func:`matmul_nt`, (N // W, K, W).
 
@@ -65,9 +66,14 @@ def pack_panels(b, rows):
     register tile runs, so nothing is packed.
     """
     N, K = b.shape
-    w = panel_width(b.dtype)
+    w = PANEL_VECTORS * VECTOR_BYTES // b.itemsize
     full = N // w if rows >= TILE_ROWS else 0
-    return np.ascontiguousarray(b[: full * w].reshape(full, w, K).transpose(0, 2, 1))
+    panels = np.empty((full, K, w), b.dtype)
+    for p in range(full):
+        for c in range(w):
+            for k in range(K):
+                panels[p, k, c] = b[p * w + c, k]
+    return panels
 
 
 def packed(b, n_rows):

@@ -33,10 +33,12 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, run_on_rows, run_parts
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul, matmul_nt, packed
-from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
+from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
+from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
+                                  unit_split, weight_gradients)
+from numlstm.cells.sync import arrive_and_wait, new_flags
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -160,6 +162,88 @@ def _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, w_hr, panels
             _, new = slots(t, reverse)
             hs[new, b0:b1] = h[b0:b1]
             cs[new, b0:b1] = c[b0:b1]
+
+
+@njit(**JIT_OPTIONS)
+def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, out, off, j0, j1,
+                        flags, part, chunk):
+    """Inference over every step for hidden units ``j0:j1`` of every batch row.
+
+    One of the parts of a unit split (see :func:`forward`): the parts run at
+    once, one thread each, and meet at a barrier after every step, when each
+    has written its units of the new hidden state.
+
+    The part first gathers its gate rows (units ``j0:j1`` of each gate) of
+    ``w_ih``, ``w_hh`` (full, (G, I) and (G, H)), ``bias`` and ``peep``,
+    and packs them. It projects the input ``chunk`` steps at a time, which
+    gives the register tile enough rows when the batch is small. ``x2d`` is
+    the input as (T * B, I). ``hbuf`` (2, B, H) is shared: step ``s`` reads
+    the hidden state from ``hbuf[s % 2]`` and writes this part's units of
+    ``hbuf[(s + 1) % 2]``; ``hbuf[0]`` holds the initial state. ``c`` (B, H)
+    holds the initial cell state on entry; this part writes its units of
+    the final one. ``out`` (T, B, D * H) receives columns
+    ``off + j0:off + j1``. ``flags`` are the barrier's counters (see
+    :mod:`numlstm.cells.sync`) and ``part`` this part's index.
+    """
+    B, H = c.shape
+    T = x2d.shape[0] // B
+    n_gates = w_hh.shape[0] // H
+    n = j1 - j0
+    G = n_gates * n
+    dtype = c.dtype
+    wi = np.empty((G, w_ih.shape[1]), dtype)
+    wh = np.empty((G, H), dtype)
+    bp = np.empty(G, dtype)
+    for g in range(n_gates):
+        for j in range(n):
+            r, src = g * n + j, g * H + j0 + j
+            for k in range(wi.shape[1]):
+                wi[r, k] = w_ih[src, k]
+            for k in range(H):
+                wh[r, k] = w_hh[src, k]
+            bp[r] = bias[src]
+    pp = np.ascontiguousarray(peep[:, j0:j1])
+    panels_ih = pack_panels(wi, chunk * B)
+    panels_hh = pack_panels(wh, B)
+    pre = np.empty((chunk, B, G), dtype)
+    pre2d = pre.reshape(chunk * B, G)
+    rec = np.empty((B, G), dtype)
+    h = np.empty((B, H), dtype)  # this part's copy: a view of hbuf would share its refcount
+    cp = np.empty((B, n), dtype)
+    m = np.empty((B, n), dtype)
+    for b in range(B):
+        for j in range(H):
+            h[b, j] = hbuf[0, b, j]
+        for j in range(n):
+            cp[b, j] = c[b, j0 + j]
+    col = max(off, 0) + j0
+    lo = 0
+    for s in range(T):
+        if s % chunk == 0:
+            steps = min(chunk, T - s)
+            lo = T - s - steps if reverse else s
+            matmul_nt(x2d[lo * B:(lo + steps) * B], wi, panels_ih, pre2d[:steps * B])
+        t = T - 1 - s if reverse else s
+        nxt = (s + 1) % 2
+        matmul_nt(h, wh, panels_hh, rec)
+        for b in range(B):
+            if t < lengths[b]:
+                _lstm_cell(pre, t - lo, b, rec, b, bp, cp, m, pp, n_gates == 3)
+                for j in range(n):
+                    hbuf[nxt, b, j0 + j] = m[b, j]
+                    out[t, b, col + j] = m[b, j]
+            else:
+                for j in range(n):
+                    hbuf[nxt, b, j0 + j] = h[b, j0 + j]
+                    out[t, b, col + j] = 0
+        if not arrive_and_wait(flags, part, s + 1):
+            return
+        for b in range(B):
+            for j in range(H):
+                h[b, j] = hbuf[nxt, b, j]
+    for b in range(B):
+        for j in range(n):
+            c[b, j0 + j] = cp[b, j]
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -295,6 +379,10 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     h, c = state
     T, B, _ = x.shape
+    if not store and p["weight_hr"].shape[0] == 0:
+        bounds = unit_split(B, c.shape[1], p["weight_ih"].size + p["weight_hh"].size)
+        if bounds and _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
+            return None
     w_ih, panels_ih = packed(p["weight_ih"], B)
     w_hh, panels_hh = packed(p["weight_hh"], B)
     w_hr, panels_hr = packed(p["weight_hr"], B)
@@ -307,6 +395,32 @@ def forward(p, x, state, lengths, reverse, out, off, store):
                                              w_hr, panels_hr, p["weight_peephole"], lengths,
                                              reverse, h, c, hs, cs, out, off, b0, b1), B)
     return (x, gates, hs, cs) if store else None
+
+
+def _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
+    """Inference with each step's hidden units split across threads (see ``unit_split``).
+
+    ``bounds`` are the unit ranges, one per thread. Returns False, having
+    done nothing, when the threads for a unit split are busy with another
+    call.
+    """
+    T, B, I = x.shape
+    hbuf = np.empty((2,) + h.shape, h.dtype)
+    hbuf[0] = h
+    flags = new_flags(len(bounds) - 1)
+    chunk = -(-UNIT_SPLIT_PROJECTION_ROWS // B)
+    x2d = x.reshape(T * B, I)
+    bias = p["bias_ih"] + p["bias_hh"]
+
+    def part(k):
+        _lstm_forward_units(x2d, p["weight_ih"], p["weight_hh"], bias, p["weight_peephole"],
+                            lengths, reverse, hbuf, c, out, off, bounds[k], bounds[k + 1], flags,
+                            k, chunk)
+
+    if not run_parts(part, len(bounds) - 1, flags):
+        return False
+    h[...] = hbuf[T % 2]
+    return True
 
 
 def backward(p, cache, lengths, reverse, grad_out, off, dstate):

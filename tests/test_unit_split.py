@@ -1,0 +1,184 @@
+"""Inference with the hidden units split across threads, and the barrier it rests on.
+
+Small batches run each step's hidden units on several threads that meet at a
+spinning barrier every step (``numlstm.cells.common.unit_split``). The layer
+tests elsewhere run with gradients on, which never takes this path; these
+tests force it and compare it with the readable NumPy reference.
+"""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+import numlstm
+from layer_cases import build, random_state
+from numlstm import _config
+from numlstm.cells import common, lstm
+from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, new_flags
+
+LSTM_CASES = [
+    {},
+    {"num_layers": 2, "bidirectional": True},
+    {"peephole": True},
+    {"coupled": True},
+    {"peephole": True, "coupled": True, "bidirectional": True},
+    {"bias": False},
+]
+
+
+@pytest.fixture
+def two_threads():
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@pytest.fixture
+def counted_splits(monkeypatch):
+    """Count the calls that ran as a unit split; make the split apply to any size."""
+    calls = []
+    original = lstm._forward_by_units
+
+    def counting(*args):
+        done = original(*args)
+        calls.append(done)
+        return done
+
+    monkeypatch.setattr(lstm, "_forward_by_units", counting)
+    monkeypatch.setattr(common, "UNIT_SPLIT_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(_config, "usable_cores", lambda: 2)
+    monkeypatch.setattr(common, "usable_cores", lambda: 2)
+    return calls
+
+
+def run_inference(layer, x, hx, lengths):
+    with numlstm.no_grad():
+        return layer(x, hx, lengths)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("options", LSTM_CASES, ids=str)
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_unit_split_matches_reference(options, dtype, batch, two_threads, counted_splits):
+    rng = np.random.default_rng(batch)
+    T, I, H = 11, 5, 24  # splits into 16 + 8 units: uneven parts, one a whole vector pair
+    layer, reference = build("lstm", options, I, H, dtype)
+    x = rng.standard_normal((T, batch, I)).astype(dtype)
+    lengths = rng.integers(1, T + 1, batch)
+    lengths[0] = T
+    hx = random_state(layer, batch, rng)
+    out, (h_n, c_n) = run_inference(layer, x, hx, lengths)
+    assert counted_splits and all(counted_splits)
+    ref_out, (ref_h, ref_c) = reference(x, hx, lengths)
+    tol = 1e-10 if dtype == "float64" else 2e-6
+    assert out.dtype == h_n.dtype == c_n.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=tol)
+    np.testing.assert_allclose(h_n, ref_h, rtol=0, atol=tol)
+    np.testing.assert_allclose(c_n, ref_c, rtol=0, atol=tol)
+    for t in range(T):  # finished sequences emit zeros
+        assert not out[t, lengths <= t].any()
+
+
+def test_unit_split_matches_row_split(two_threads, counted_splits, monkeypatch):
+    rng = np.random.default_rng(0)
+    layer = numlstm.LSTM(7, 40, seed=0, bidirectional=True)
+    x = rng.standard_normal((23, 4, 7)).astype(np.float32)
+    lengths = np.array([23, 5, 17, 1])
+    x_before = x.copy()
+    split = run_inference(layer, x, None, lengths)
+    assert counted_splits == [True, True]  # both directions
+    monkeypatch.setattr(lstm, "unit_split", lambda *args: None)
+    rows = run_inference(layer, x, None, lengths)
+    np.testing.assert_allclose(split[0], rows[0], rtol=0, atol=1e-6)
+    for a, b in zip(split[1], rows[1]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(x, x_before)
+
+
+def test_busy_split_threads_fall_back_to_row_split(two_threads, counted_splits):
+    """A second caller while a split runs (here: the lock held) still gets the right answer."""
+    layer, reference = build("lstm", {}, 3, 16, "float64")
+    x = np.random.default_rng(2).standard_normal((9, 2, 3))
+    with _config._parts_lock:
+        out, _ = run_inference(layer, x, None, None)
+    assert counted_splits == [False]
+    np.testing.assert_allclose(out, reference(x)[0], rtol=0, atol=1e-12)
+
+
+def test_concurrent_callers_agree(two_threads, counted_splits):
+    layer, reference = build("lstm", {}, 3, 32, "float64")
+    xs = [np.random.default_rng(k).standard_normal((30, 2, 3)) for k in range(4)]
+    results = [None] * len(xs)
+
+    def call(k):
+        results[k] = run_inference(layer, xs[k], None, None)[0]
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for x, out in zip(xs, results):
+        np.testing.assert_allclose(out, reference(x)[0], rtol=0, atol=1e-12)
+
+
+def test_unit_split_rules(monkeypatch):
+    monkeypatch.setattr(common, "num_threads", lambda: 2)
+    monkeypatch.setattr(common, "usable_cores", lambda: 2)
+    monkeypatch.setattr(common, "rows_per_thread", lambda B: -(-B // 2))
+    assert common.unit_split(1, 128, 4 * 128 * 160) == [0, 64, 128]
+    assert common.unit_split(8, 40, 10) == [0, 16, 40]  # inner bounds on whole vectors
+    assert common.unit_split(1, 32, 4 * 32 * 40) is None  # one small row: no hand-off is cheaper
+    assert common.unit_split(9, 128, 10**6) is None  # rows fill a register tile per thread
+    assert common.unit_split(4, 8, 10**6) is None  # too few units for two parts
+    monkeypatch.setattr(common, "usable_cores", lambda: 1)
+    assert common.unit_split(1, 128, 10**6) is None
+
+
+@njit(nogil=True)
+def _lockstep(flags, part, slots, seen, steps):
+    """Each step, write this part's slot, meet, then record the other parts' slots."""
+    n = slots.shape[0]
+    for s in range(1, steps + 1):
+        slots[part] = s
+        if not arrive_and_wait(flags, part, 2 * s - 1):
+            return
+        for q in range(n):
+            seen[part, s - 1, q] = slots[q]
+        if not arrive_and_wait(flags, part, 2 * s):  # all have read s before anyone writes s + 1
+            return
+
+
+def test_barrier_orders_every_step(two_threads):
+    steps = 2000
+    flags = new_flags(2)
+    slots = np.zeros(2, np.int64)
+    seen = np.zeros((2, steps, 2), np.int64)
+    assert _config.run_parts(lambda k: _lockstep(flags, k, slots, seen, steps), 2, flags)
+    expected = np.arange(1, steps + 1)
+    for part in range(2):
+        for q in range(2):
+            np.testing.assert_array_equal(seen[part, :, q], expected)
+    assert flags.shape == (3 * FLAG_STRIDE,)
+
+
+def test_failing_part_releases_the_others():
+    flags = new_flags(2)
+    slots = np.zeros(2, np.int64)
+    seen = np.zeros((2, 10, 2), np.int64)
+
+    def part(k):
+        if k == 1:
+            raise RuntimeError("part 1 failed")
+        _lockstep(flags, 0, slots, seen, 10)
+
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        _config.run_parts(part, 2, flags)
+    assert flags[-1] == 1
+    assert not _config._parts_lock.locked()
