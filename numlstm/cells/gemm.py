@@ -44,7 +44,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows, single_threaded_blas
+from numlstm._config import JIT_OPTIONS, run_on_rows, single_threaded_blas
 
 SPLIT_MIN_MACS = 1 << 22
 TILE_ROWS = 4
@@ -76,14 +76,14 @@ def pack_panels(b, rows):
     return panels
 
 
-def packed(b, n_rows):
+def packed(b, rows):
     """``b`` (N, K) as a C-contiguous array, with its panels for :func:`matmul_nt`.
 
-    ``n_rows`` is the number of rows that :func:`numlstm._config.run_on_rows`
-    splits across threads, each thread multiplying its share by ``b.T``.
+    ``rows`` is the most rows one thread multiplies by ``b.T``: for the time
+    loops, :func:`numlstm._config.rows_per_thread` of the batch.
     """
     b = np.ascontiguousarray(b)
-    return b, pack_panels(b, rows_per_thread(n_rows))
+    return b, pack_panels(b, rows)
 
 
 @intrinsic

@@ -19,7 +19,7 @@ and hidden projections are kept apart for the n row.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul_nt, packed
 from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
@@ -155,8 +155,9 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     (h,) = state
     T, B, _ = x.shape
-    w_ih, panels_ih = packed(p["weight_ih"], B)
-    w_hh, panels_hh = packed(p["weight_hh"], B)
+    rows = rows_per_thread(B)
+    w_ih, panels_ih = packed(p["weight_ih"], rows)
+    w_hh, panels_hh = packed(p["weight_hh"], rows)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
@@ -172,7 +173,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, dh.shape[0])
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]))
     run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn,
                                              grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])

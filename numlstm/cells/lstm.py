@@ -33,7 +33,7 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows, run_parts
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows, run_parts
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
@@ -383,9 +383,10 @@ def forward(p, x, state, lengths, reverse, out, off, store):
         bounds = unit_split(B, c.shape[1], p["weight_ih"].size + p["weight_hh"].size)
         if bounds and _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
             return None
-    w_ih, panels_ih = packed(p["weight_ih"], B)
-    w_hh, panels_hh = packed(p["weight_hh"], B)
-    w_hr, panels_hr = packed(p["weight_hr"], B)
+    rows = rows_per_thread(B)
+    w_ih, panels_ih = packed(p["weight_ih"], rows)
+    w_hh, panels_hh = packed(p["weight_hh"], rows)
+    w_hr, panels_hr = packed(p["weight_hr"], rows)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
@@ -439,8 +440,9 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dgates = np.empty_like(gates)
     dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, B)
-    w_hr_t, panels_hr_t = packed(p["weight_hr"].T, B)
+    rows = rows_per_thread(B)
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows)
+    w_hr_t, panels_hr_t = packed(p["weight_hr"].T, rows)
 
     def run(b0, b1):
         dpeep = np.zeros_like(p["weight_peephole"])

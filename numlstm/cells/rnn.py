@@ -11,7 +11,7 @@ As in ``torch.nn.RNN`` (Elman 1990, "Finding structure in time"):
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, run_on_rows
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import tanh
 from numlstm.cells.gemm import matmul_nt, packed
 from numlstm.cells.common import emit_output, new_states, slots, weight_gradients
@@ -97,8 +97,9 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     """
     (h,) = state
     T, B, _ = x.shape
-    w_ih, panels_ih = packed(p["weight_ih"], B)
-    w_hh, panels_hh = packed(p["weight_hh"], B)
+    rows = rows_per_thread(B)
+    w_ih, panels_ih = packed(p["weight_ih"], rows)
+    w_hh, panels_hh = packed(p["weight_hh"], rows)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     bias = p["bias_ih"] + p["bias_hh"]
@@ -112,7 +113,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     x, gates, hs = cache
     (dh,) = dstate
     dgates = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, dh.shape[0])
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]))
     run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse,
                                              grad_out, off, dh, dgates, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
