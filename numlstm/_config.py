@@ -14,7 +14,7 @@ input projection and the weight gradients) split their rows across the same
 threads (see :func:`numlstm.cells.gemm.matmul`), so BLAS's own thread pool is
 never woken to spin beside them. When a batch has too few rows to share, a
 time loop can split each step's hidden units instead; its threads then meet
-at a spinning barrier every step, and :func:`run_parts` runs them. ``num_threads()`` follows
+at a spinning barrier every step (see :mod:`numlstm.cells.sync`). ``num_threads()`` follows
 ``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS`` or
 ``numba.set_num_threads`` sets it.
 """
@@ -22,7 +22,6 @@ at a spinning barrier every step, and :func:`run_parts` runs them. ``num_threads
 import atexit
 import contextlib
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -35,8 +34,6 @@ SUPPORTED_DTYPES = (np.float32, np.float64)
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 
 _pool = None
-_parts_pool = None
-_parts_lock = threading.Lock()
 _blas = None
 
 
@@ -52,6 +49,16 @@ def _thread_pool():
                                    thread_name_prefix="numlstm")
         atexit.register(_pool.shutdown)
     return _pool
+
+
+def _forget_pool():
+    """In a forked child the pool's threads are gone: start a new pool when one is needed."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 @contextlib.contextmanager
@@ -103,43 +110,3 @@ def usable_cores():
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
-
-def run_parts(fn, n_parts, flags):
-    """Call ``fn(k)`` for every ``k`` in ``range(n_parts)``, all at the same time.
-
-    For kernels whose parts wait for each other at every step (see
-    :mod:`numlstm.cells.sync`): a part can only finish when every other part
-    is running. So the parts other than the first run on threads reserved
-    for this, one call at a time, and ``n_parts`` must not exceed
-    :func:`usable_cores`, or parts would spin while the part they wait for
-    has no core. ``flags`` are the parts' counters; a part that fails raises
-    their abort flag, so that the others stop waiting and return.
-
-    Returns False, without calling ``fn``, when another call is running;
-    the caller then does the work another way.
-    """
-    global _parts_pool
-    if not _parts_lock.acquire(blocking=False):
-        return False
-    try:
-        if _parts_pool is None:
-            _parts_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                             thread_name_prefix="numlstm-parts")
-            atexit.register(_parts_pool.shutdown)
-
-        def guarded(k):
-            try:
-                fn(k)
-            except BaseException:
-                flags[-1] = 1  # the abort flag: the other parts stop waiting for this one
-                raise
-
-        futures = [_parts_pool.submit(guarded, k) for k in range(1, n_parts)]
-        try:
-            guarded(0)
-        finally:
-            for f in futures:
-                f.result()
-    finally:
-        _parts_lock.release()
-    return True

@@ -6,6 +6,8 @@ tests elsewhere run with gradients on, which never takes this path; these
 tests force it and compare it with the readable NumPy reference.
 """
 
+import multiprocessing
+import os
 import threading
 
 import numba
@@ -15,9 +17,8 @@ from numba import njit
 
 import numlstm
 from layer_cases import build, random_state
-from numlstm import _config
-from numlstm.cells import common, lstm
-from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, new_flags
+from numlstm.cells import common, lstm, sync
+from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, new_flags, run_parts
 
 LSTM_CASES = [
     {},
@@ -52,7 +53,6 @@ def counted_splits(monkeypatch):
 
     monkeypatch.setattr(lstm, "_forward_by_units", counting)
     monkeypatch.setattr(common, "UNIT_SPLIT_MIN_WEIGHTS", 0)
-    monkeypatch.setattr(_config, "usable_cores", lambda: 2)
     monkeypatch.setattr(common, "usable_cores", lambda: 2)
     return calls
 
@@ -105,7 +105,7 @@ def test_busy_split_threads_fall_back_to_row_split(two_threads, counted_splits):
     """A second caller while a split runs (here: the lock held) still gets the right answer."""
     layer, reference = build("lstm", {}, 3, 16, "float64")
     x = np.random.default_rng(2).standard_normal((9, 2, 3))
-    with _config._parts_lock:
+    with sync._lock:
         out, _ = run_inference(layer, x, None, None)
     assert counted_splits == [False]
     np.testing.assert_allclose(out, reference(x)[0], rtol=0, atol=1e-12)
@@ -141,6 +141,31 @@ def test_unit_split_rules(monkeypatch):
     assert common.unit_split(1, 128, 10**6) is None
 
 
+_FORK_CASE = {}
+
+
+def _forward_in_child():
+    layer, xs, calls = _FORK_CASE["layer"], _FORK_CASE["xs"], _FORK_CASE["calls"]
+    calls.clear()
+    return [run_inference(layer, x, None, None)[0] for x in xs], list(calls)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_runs_both_splits(two_threads, counted_splits):
+    """A child forked after the threads started gets threads of its own, and no hang."""
+    layer = numlstm.LSTM(3, 32, seed=0)
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((20, 2, 3)), rng.standard_normal((20, 16, 3))]  # unit, row split
+    expected = [run_inference(layer, x, None, None)[0] for x in xs]
+    assert counted_splits == [True]
+    _FORK_CASE.update(layer=layer, xs=xs, calls=counted_splits)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        outs, calls = pool.apply_async(_forward_in_child).get(timeout=60)
+    assert calls == [True]
+    for out, exp in zip(outs, expected):
+        np.testing.assert_array_equal(out, exp)
+
+
 @njit(nogil=True)
 def _lockstep(flags, part, slots, seen, steps):
     """Each step, write this part's slot, meet, then record the other parts' slots."""
@@ -160,7 +185,7 @@ def test_barrier_orders_every_step(two_threads):
     flags = new_flags(2)
     slots = np.zeros(2, np.int64)
     seen = np.zeros((2, steps, 2), np.int64)
-    assert _config.run_parts(lambda k: _lockstep(flags, k, slots, seen, steps), 2, flags)
+    assert run_parts(lambda k: _lockstep(flags, k, slots, seen, steps), 2, flags)
     expected = np.arange(1, steps + 1)
     for part in range(2):
         for q in range(2):
@@ -179,6 +204,6 @@ def test_failing_part_releases_the_others():
         _lockstep(flags, 0, slots, seen, 10)
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
-        _config.run_parts(part, 2, flags)
+        run_parts(part, 2, flags)
     assert flags[-1] == 1
-    assert not _config._parts_lock.locked()
+    assert not sync._lock.locked()

@@ -33,12 +33,12 @@ zeros, which gives PyTorch's packed-sequence semantics in both directions.
 import numpy as np
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows, run_parts
+from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
                                   unit_split, weight_gradients)
-from numlstm.cells.sync import arrive_and_wait, new_flags
+from numlstm.cells.sync import arrive_and_wait, new_flags, run_parts
 
 
 @njit(inline="always", **JIT_OPTIONS)

@@ -19,13 +19,19 @@ order the hidden-state writes before the counter, so the reader sees them.
 Numba has no atomics on the CPU, so the loads and stores are written in
 LLVM IR through :func:`numba.extending.intrinsic`.
 
-The last slot of the array is an abort flag: when the thread that runs
-the first share fails before its kernel starts, it sets the flag so that the
-others stop spinning and return (see :func:`numlstm._config.run_parts`).
+The last slot of the array is an abort flag: a part that fails sets it, so
+that the others stop spinning and return (see :func:`run_parts`).
+
+:func:`run_parts` runs the parts: the first on the calling thread, the others
+on threads of their own. Between calls those threads spin for about 0.1 ms
+before they sleep, so that back-to-back calls (the layers and directions of
+one forward, or a loop over batches) skip the wake-up of a sleeping thread,
+which costs tens of microseconds, longer than a hundred steps of the barrier.
 """
 
 import os
 import platform
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -37,6 +43,7 @@ from numlstm._config import JIT_OPTIONS
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
 SPINS_BEFORE_YIELD = 256
+SPINS_BEFORE_SLEEP = 4096  # about 0.1 ms of spin-wait hints
 _YIELD = "sched_yield" if os.name == "posix" else "SwitchToThread"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -129,4 +136,120 @@ def arrive_and_wait(flags, part, step):
                 _relax()
             else:
                 _yield_core()
+    return True
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _await_count(counters, index, target, spins):
+    """Spin until ``counters[index] >= target``; False if ``spins`` turns pass first.
+
+    With ``spins < 0`` it never gives up, and yields the core after
+    ``SPINS_BEFORE_YIELD`` turns.
+    """
+    turn = 0
+    while _observe(counters, index) < target:
+        if 0 <= spins <= turn:
+            return False
+        turn += 1
+        if spins >= 0 or turn < SPINS_BEFORE_YIELD:
+            _relax()
+        else:
+            _yield_core()
+    return True
+
+
+class _PartThread:
+    """A thread that runs one part of :func:`run_parts` per call.
+
+    ``counters[0]`` counts the jobs posted to it, ``counters[FLAG_STRIDE]``
+    the jobs it finished. It waits for the next job spinning, then asleep.
+    """
+
+    def __init__(self):
+        self.counters = np.zeros(2 * FLAG_STRIDE, np.int64)
+        self.job = None
+        self.error = None
+        self.posted = 0
+        self.wake = threading.Condition()
+        threading.Thread(target=self._serve, daemon=True, name="numlstm-part").start()
+
+    def _serve(self):
+        done = 0
+        while True:
+            if not _await_count(self.counters, 0, done + 1, SPINS_BEFORE_SLEEP):
+                with self.wake:
+                    self.wake.wait_for(lambda: self.counters[0] > done)
+            fn, k = self.job
+            try:
+                fn(k)
+            except BaseException as exc:  # handed to the caller of run_parts
+                self.error = exc
+            done += 1
+            self.counters[FLAG_STRIDE] = done
+
+    def post(self, fn, k):
+        self.job, self.error = (fn, k), None
+        self.posted += 1
+        with self.wake:
+            self.counters[0] = self.posted
+            self.wake.notify()
+
+    def result(self):
+        """Wait for the job posted last; raise what it raised."""
+        _await_count(self.counters, FLAG_STRIDE, self.posted, -1)
+        if self.error is not None:
+            raise self.error
+
+
+_lock = threading.Lock()
+_threads = []
+
+
+def _forget_threads():
+    """In a forked child the part threads are gone: start new ones when needed."""
+    global _lock, _threads
+    _lock, _threads = threading.Lock(), []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
+
+
+def run_parts(fn, n_parts, flags):
+    """Call ``fn(k)`` for every ``k`` in ``range(n_parts)``, all at the same time.
+
+    For kernels whose parts wait for each other at every step: a part can
+    only finish when every other part is running. So the parts other than
+    the first run on threads reserved for this, one call at a time, and
+    ``n_parts`` must not exceed :func:`numlstm._config.usable_cores`, or
+    parts would spin while the part they wait for has no core. ``flags``
+    are the parts' counters (:func:`new_flags`); a part that fails raises
+    their abort flag, so that the others stop waiting and return, and its
+    error is raised here.
+
+    Returns False, without calling ``fn``, when another call is running;
+    the caller then does the work another way.
+    """
+    if not _lock.acquire(blocking=False):
+        return False
+    try:
+        while len(_threads) < n_parts - 1:
+            _threads.append(_PartThread())
+
+        def guarded(k):
+            try:
+                fn(k)
+            except BaseException:
+                flags[-1] = 1  # the abort flag: the other parts stop waiting for this one
+                raise
+
+        for k in range(1, n_parts):
+            _threads[k - 1].post(guarded, k)
+        try:
+            guarded(0)
+        finally:
+            for k in range(1, n_parts):
+                _threads[k - 1].result()
+    finally:
+        _lock.release()
     return True
