@@ -18,7 +18,7 @@ from numba import njit
 import numlstm
 from layer_cases import build, random_state
 from numlstm.cells import common, lstm, sync
-from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, new_flags, run_parts
+from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, enter, new_flags, run_parts
 
 LSTM_CASES = [
     {},
@@ -169,6 +169,7 @@ def test_forked_child_runs_both_splits(two_threads, counted_splits):
 @njit(nogil=True)
 def _lockstep(flags, part, slots, seen, steps):
     """Each step, write this part's slot, meet, then record the other parts' slots."""
+    enter(flags, part)
     n = slots.shape[0]
     for s in range(1, steps + 1):
         slots[part] = s
@@ -206,4 +207,21 @@ def test_failing_part_releases_the_others():
     with pytest.raises(RuntimeError, match="part 1 failed"):
         run_parts(part, 2, flags)
     assert flags[-1] == 1
+    assert not sync._lock.locked()
+
+
+def test_failing_first_part_releases_the_others():
+    flags = new_flags(2)
+    slots = np.zeros(2, np.int64)
+    seen = np.zeros((2, 10, 2), np.int64)
+
+    def part(k):
+        if k == 0:
+            raise RuntimeError("part 0 failed")
+        _lockstep(flags, k, slots, seen, 10)  # waits at its first barrier until the abort
+
+    with pytest.raises(RuntimeError, match="part 0 failed"):
+        run_parts(part, 2, flags)
+    assert flags[-1] == 1
+    assert not seen[1].any()  # part 1 never got past its first barrier
     assert not sync._lock.locked()

@@ -38,7 +38,7 @@ from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
                                   unit_split, weight_gradients)
-from numlstm.cells.sync import arrive_and_wait, new_flags, run_parts
+from numlstm.cells.sync import arrive_and_wait, enter, new_flags, run_parts
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -185,6 +185,7 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     ``off + j0:off + j1``. ``flags`` are the barrier's counters (see
     :mod:`numlstm.cells.sync`) and ``part`` this part's index.
     """
+    enter(flags, part)
     B, H = c.shape
     T = x2d.shape[0] // B
     n_gates = w_hh.shape[0] // H
@@ -244,6 +245,7 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     for b in range(B):
         for j in range(n):
             c[b, j0 + j] = cp[b, j]
+    arrive_and_wait(flags, part, T + 1)  # every part's writes are done when any part returns
 
 
 @njit(inline="always", **JIT_OPTIONS)

@@ -19,8 +19,10 @@ order the hidden-state writes before the counter, so the reader sees them.
 Numba has no atomics on the CPU, so the loads and stores are written in
 LLVM IR through :func:`numba.extending.intrinsic`.
 
-The last slot of the array is an abort flag: a part that fails sets it, so
-that the others stop spinning and return (see :func:`run_parts`).
+The second slot of each counter's line says that the part has entered its
+kernel (:func:`enter`), and the last slot of the array is an abort flag: a
+part that fails sets it, so that the others stop spinning and return (see
+:func:`run_parts`).
 
 :func:`run_parts` runs the parts: the first on the calling thread, the others
 on threads of their own. Between calls those threads spin for about 0.1 ms
@@ -44,6 +46,8 @@ from numlstm._config import JIT_OPTIONS
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
 SPINS_BEFORE_YIELD = 256
 SPINS_BEFORE_SLEEP = 4096  # about 0.1 ms of spin-wait hints
+SIGNAL_SLOTS = 3  # per part thread: jobs posted, jobs released, jobs done; a line apart
+POSTED, RELEASED, DONE = 0, FLAG_STRIDE, 2 * FLAG_STRIDE
 _YIELD = "sched_yield" if os.name == "posix" else "SwitchToThread"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -118,6 +122,39 @@ def new_flags(n_parts):
 
 
 @njit(inline="always", **JIT_OPTIONS)
+def enter(flags, part):
+    """Say that ``part`` runs its kernel: the first thing a kernel under :func:`run_parts` does."""
+    _publish(flags, part * FLAG_STRIDE + 1, 1)
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _release_and_await_entered(signals, flags):
+    """Let the part threads go, then wait until each has entered its kernel; False on abort.
+
+    Called by the first part with the interpreter lock released: each part
+    thread, having seen its job posted, waits for its ``RELEASED`` signal
+    before it takes the lock (see :class:`_PartThread`), so it never has to
+    sleep until this thread lets go of the lock.
+    """
+    n_parts = flags.shape[0] // FLAG_STRIDE - 1
+    abort = flags.shape[0] - 1
+    for w in range(n_parts - 1):
+        row = w * SIGNAL_SLOTS * FLAG_STRIDE
+        _publish(signals, row + RELEASED, _observe(signals, row + POSTED))
+    for q in range(1, n_parts):
+        spins = 0
+        while _observe(flags, q * FLAG_STRIDE + 1) == 0:
+            if _observe(flags, abort) != 0:
+                return False
+            if spins < SPINS_BEFORE_YIELD:
+                spins += 1
+                _relax()
+            else:
+                _yield_core()
+    return True
+
+
+@njit(inline="always", **JIT_OPTIONS)
 def arrive_and_wait(flags, part, step):
     """Publish that ``part`` finished ``step`` (>= 1), then wait for every other part.
 
@@ -159,56 +196,63 @@ def _await_count(counters, index, target, spins):
 
 
 class _PartThread:
-    """A thread that runs one part of :func:`run_parts` per call.
+    """A thread that runs part ``w + 1`` of :func:`run_parts`, one call at a time.
 
-    ``counters[0]`` counts the jobs posted to it, ``counters[FLAG_STRIDE]``
-    the jobs it finished. It waits for the next job spinning, then asleep.
+    Its counters are the slots ``POSTED``, ``RELEASED`` and ``DONE`` of row
+    ``w`` of ``_signals``. It waits for the next job spinning, then asleep.
+    A job starts when the caller releases it, which the caller does from
+    code that runs without the interpreter lock.
     """
 
-    def __init__(self):
-        self.counters = np.zeros(2 * FLAG_STRIDE, np.int64)
+    def __init__(self, w):
+        self.row = w * SIGNAL_SLOTS * FLAG_STRIDE
         self.job = None
         self.error = None
         self.posted = 0
         self.wake = threading.Condition()
-        threading.Thread(target=self._serve, daemon=True, name="numlstm-part").start()
+        threading.Thread(target=self._serve, args=(_signals,), daemon=True,
+                         name="numlstm-part").start()
 
-    def _serve(self):
-        done = 0
+    def _serve(self, signals):
+        row, done = self.row, 0
         while True:
-            if not _await_count(self.counters, 0, done + 1, SPINS_BEFORE_SLEEP):
+            # spin without the interpreter lock until the job is released: a thread that took
+            # the lock as soon as the job was posted would sleep until the caller let it go
+            if not _await_count(signals, row + RELEASED, done + 1, SPINS_BEFORE_SLEEP):
                 with self.wake:
-                    self.wake.wait_for(lambda: self.counters[0] > done)
+                    self.wake.wait_for(lambda: signals[row + POSTED] > done)
+                _await_count(signals, row + RELEASED, done + 1, -1)
             fn, k = self.job
             try:
                 fn(k)
             except BaseException as exc:  # handed to the caller of run_parts
                 self.error = exc
             done += 1
-            self.counters[FLAG_STRIDE] = done
+            signals[row + DONE] = done
 
     def post(self, fn, k):
         self.job, self.error = (fn, k), None
         self.posted += 1
         with self.wake:
-            self.counters[0] = self.posted
+            _signals[self.row + POSTED] = self.posted
             self.wake.notify()
 
     def result(self):
         """Wait for the job posted last; raise what it raised."""
-        _await_count(self.counters, FLAG_STRIDE, self.posted, -1)
+        _await_count(_signals, self.row + DONE, self.posted, -1)
         if self.error is not None:
             raise self.error
 
 
 _lock = threading.Lock()
 _threads = []
+_signals = np.zeros((os.cpu_count() or 1) * SIGNAL_SLOTS * FLAG_STRIDE, np.int64)
 
 
 def _forget_threads():
     """In a forked child the part threads are gone: start new ones when needed."""
-    global _lock, _threads
-    _lock, _threads = threading.Lock(), []
+    global _lock, _threads, _signals
+    _lock, _threads, _signals = threading.Lock(), [], np.zeros_like(_signals)
 
 
 if hasattr(os, "register_at_fork"):
@@ -227,6 +271,13 @@ def run_parts(fn, n_parts, flags):
     their abort flag, so that the others stop waiting and return, and its
     error is raised here.
 
+    ``fn(k)`` must call a kernel that starts with :func:`enter` and ends
+    with a barrier that every part passes after its last write. The first
+    part starts only once the others have entered their kernels, and the
+    call returns as soon as the first part's kernel does: no thread then
+    waits for the Python interpreter lock while another holds it, and the
+    hand-off costs no sleeping thread's wake-up.
+
     Returns False, without calling ``fn``, when another call is running;
     the caller then does the work another way.
     """
@@ -234,7 +285,7 @@ def run_parts(fn, n_parts, flags):
         return False
     try:
         while len(_threads) < n_parts - 1:
-            _threads.append(_PartThread())
+            _threads.append(_PartThread(len(_threads)))
 
         def guarded(k):
             try:
@@ -246,10 +297,12 @@ def run_parts(fn, n_parts, flags):
         for k in range(1, n_parts):
             _threads[k - 1].post(guarded, k)
         try:
-            guarded(0)
+            if _release_and_await_entered(_signals, flags):
+                guarded(0)
         finally:
-            for k in range(1, n_parts):
-                _threads[k - 1].result()
+            if flags[-1]:  # a part failed: wait for every part, and raise what failed
+                for k in range(1, n_parts):
+                    _threads[k - 1].result()
     finally:
         _lock.release()
     return True
