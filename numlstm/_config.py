@@ -73,16 +73,20 @@ def single_threaded_blas():
         yield
 
 
+def _thread_count(n_rows):
+    """Threads that :func:`run_on_rows` splits ``n_rows`` rows across."""
+    return max(1, min(num_threads(), n_rows))
+
+
 def _row_bounds(n_rows):
     """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``."""
-    n = max(1, min(num_threads(), n_rows))
+    n = _thread_count(n_rows)
     return [n_rows * k // n for k in range(n + 1)]
 
 
 def rows_per_thread(n_rows):
     """The most rows that one range of :func:`run_on_rows` gets."""
-    bounds = _row_bounds(n_rows)
-    return max(b1 - b0 for b0, b1 in zip(bounds, bounds[1:]))
+    return -(-n_rows // _thread_count(n_rows))
 
 
 def run_on_rows(fn, n_rows, calls_blas=False):
