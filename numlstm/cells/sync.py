@@ -29,6 +29,9 @@ on threads of their own. Between calls those threads spin for about 0.1 ms
 before they sleep, so that back-to-back calls (the layers and directions of
 one forward, or a loop over batches) skip the wake-up of a sleeping thread,
 which costs tens of microseconds, longer than a hundred steps of the barrier.
+For the same reason a thread starts its job only once the caller has let go
+of the Python interpreter lock: had it asked for the lock while the caller
+held it, it would have slept until woken.
 """
 
 import os
