@@ -139,14 +139,24 @@ def _release_and_await_entered(signals, flags):
     before it takes the lock (see :class:`_PartThread`), so it never has to
     sleep until this thread lets go of the lock.
     """
-    n_parts = flags.shape[0] // FLAG_STRIDE - 1
-    abort = flags.shape[0] - 1
-    for w in range(n_parts - 1):
+    for w in range(flags.shape[0] // FLAG_STRIDE - 2):  # the part threads: all parts but one
         row = w * SIGNAL_SLOTS * FLAG_STRIDE
         _publish(signals, row + RELEASED, _observe(signals, row + POSTED))
-    for q in range(1, n_parts):
+    return _await_parts(flags, 1, 1, 1)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _await_parts(flags, slot, target, first):
+    """Wait until slot ``slot`` of every part from ``first`` on reads at least ``target``.
+
+    Returns False when the abort flag was raised instead. Spins, and yields
+    the core after ``SPINS_BEFORE_YIELD`` turns.
+    """
+    n_parts = flags.shape[0] // FLAG_STRIDE - 1
+    abort = flags.shape[0] - 1
+    for q in range(first, n_parts):
         spins = 0
-        while _observe(flags, q * FLAG_STRIDE + 1) == 0:
+        while _observe(flags, q * FLAG_STRIDE + slot) < target:
             if _observe(flags, abort) != 0:
                 return False
             if spins < SPINS_BEFORE_YIELD:
@@ -163,20 +173,8 @@ def arrive_and_wait(flags, part, step):
 
     Returns False when the abort flag was raised instead.
     """
-    n_parts = flags.shape[0] // FLAG_STRIDE - 1
-    abort = flags.shape[0] - 1
     _publish(flags, part * FLAG_STRIDE, step)
-    for q in range(n_parts):
-        spins = 0
-        while _observe(flags, q * FLAG_STRIDE) < step:
-            if _observe(flags, abort) != 0:
-                return False
-            if spins < SPINS_BEFORE_YIELD:
-                spins += 1
-                _relax()
-            else:
-                _yield_core()
-    return True
+    return _await_parts(flags, 0, step, 0)
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
