@@ -22,8 +22,8 @@ def test_matches_numpy(rows, cols, dtype, tol):
     a = rng.standard_normal((rows, 13)).astype(dtype)
     b = rng.standard_normal((cols, 13)).astype(dtype)
     panels = pack_panels(b, rows)
-    assert panels.shape == ((cols // panel_width(dtype) if rows >= TILE_ROWS else 0), 13,
-                            panel_width(dtype))
+    w = panel_width(np.dtype(dtype).itemsize)
+    assert panels.shape == ((cols // w if rows >= TILE_ROWS else 0), 13, w)
     out = np.full((rows, cols), np.nan, dtype)
     matmul_nt(a, b, panels, out)
     np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
@@ -45,7 +45,7 @@ def test_without_panels_the_plain_loops_do_everything(dtype, tol):
 def test_row_views_of_larger_arrays(dtype, tol):
     """Rows of a 3-D array and of a padded 2-D array, written into rows of a larger output."""
     rng = np.random.default_rng(3)
-    k, cols = 300, 2 * panel_width(dtype) + 5
+    k, cols = 300, 2 * panel_width(np.dtype(dtype).itemsize) + 5
     stack = rng.standard_normal((3, 11, k)).astype(dtype)
     padded = rng.standard_normal((6, k + 7)).astype(dtype)[:, :k]
     b = rng.standard_normal((cols, k)).astype(dtype)

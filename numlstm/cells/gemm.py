@@ -52,9 +52,10 @@ VECTOR_BYTES = 32
 PANEL_VECTORS = 2
 
 
-def panel_width(dtype):
-    """Columns per panel: two 32-byte vectors of ``dtype``."""
-    return PANEL_VECTORS * VECTOR_BYTES // np.dtype(dtype).itemsize
+@njit(inline="always", **JIT_OPTIONS)
+def panel_width(itemsize):
+    """Columns per panel: two 32-byte vectors of ``itemsize``-byte numbers."""
+    return PANEL_VECTORS * VECTOR_BYTES // itemsize
 
 
 @njit(**JIT_OPTIONS)
@@ -66,7 +67,7 @@ def pack_panels(b, rows):
     register tile runs, so nothing is packed.
     """
     N, K = b.shape
-    w = PANEL_VECTORS * VECTOR_BYTES // b.itemsize
+    w = panel_width(b.itemsize)
     full = N // w if rows >= TILE_ROWS else 0
     panels = np.empty((full, K, w), b.dtype)
     for p in range(full):
@@ -111,7 +112,7 @@ def _panel_tile(typingctx, a, panels, out, i, p):
         fty = context.get_data_type(dtype)
         size = context.get_abi_sizeof(fty)
         lanes = VECTOR_BYTES // size
-        width = PANEL_VECTORS * lanes
+        width = panel_width.py_func(size)
         vty = ir.VectorType(fty, lanes)
         intp = context.get_value_type(types.intp)
 

@@ -209,7 +209,6 @@ class _PartThread:
         self.row = w * SIGNAL_SLOTS * FLAG_STRIDE
         self.job = None
         self.error = None
-        self.posted = 0
         self.wake = threading.Condition()
         threading.Thread(target=self._serve, args=(_signals,), daemon=True,
                          name="numlstm-part").start()
@@ -233,14 +232,13 @@ class _PartThread:
 
     def post(self, fn, k):
         self.job, self.error = (fn, k), None
-        self.posted += 1
         with self.wake:
-            _signals[self.row + POSTED] = self.posted
+            _signals[self.row + POSTED] += 1
             self.wake.notify()
 
     def result(self):
         """Wait for the job posted last; raise what it raised."""
-        _await_count(_signals, self.row + DONE, self.posted, -1)
+        _await_count(_signals, self.row + DONE, _signals[self.row + POSTED], -1)
         if self.error is not None:
             raise self.error
 
