@@ -18,7 +18,7 @@ from numba import njit
 import numlstm
 from layer_cases import build, random_state
 from numlstm.cells import common, lstm, sync
-from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, enter, new_flags, run_parts
+from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, enter, finish, new_flags, run_parts
 
 LSTM_CASES = [
     {},
@@ -179,6 +179,7 @@ def _lockstep(flags, part, slots, seen, steps):
             seen[part, s - 1, q] = slots[q]
         if not arrive_and_wait(flags, part, 2 * s):  # all have read s before anyone writes s + 1
             return
+    finish(flags, part, 2 * steps + 1)
 
 
 def test_barrier_orders_every_step(two_threads):

@@ -38,7 +38,7 @@ from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
                                   unit_split, weight_gradients)
-from numlstm.cells.sync import arrive_and_wait, enter, new_flags, run_parts
+from numlstm.cells.sync import arrive_and_wait, enter, finish, new_flags, run_parts
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -245,7 +245,7 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     for b in range(B):
         for j in range(n):
             c[b, j0 + j] = cp[b, j]
-    arrive_and_wait(flags, part, T + 1)  # every part's writes are done when any part returns
+    finish(flags, part, T + 1)
 
 
 @njit(inline="always", **JIT_OPTIONS)

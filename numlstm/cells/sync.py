@@ -20,9 +20,10 @@ Numba has no atomics on the CPU, so the loads and stores are written in
 LLVM IR through :func:`numba.extending.intrinsic`.
 
 The second slot of each counter's line says that the part has entered its
-kernel (:func:`enter`), and the last slot of the array is an abort flag: a
-part that fails sets it, so that the others stop spinning and return (see
-:func:`run_parts`).
+kernel (:func:`enter`), the third that its thread is back waiting for its
+next job (see :func:`finish`), and the last slot of the array is an abort
+flag: a part that fails sets it, so that the others stop spinning and return
+(see :func:`run_parts`).
 
 :func:`run_parts` runs the parts: the first on the calling thread, the others
 on threads of their own. Between calls those threads spin for about 0.1 ms
@@ -30,8 +31,9 @@ before they sleep, so that back-to-back calls (the layers and directions of
 one forward, or a loop over batches) skip the wake-up of a sleeping thread,
 which costs tens of microseconds, longer than a hundred steps of the barrier.
 For the same reason a thread starts its job only once the caller has let go
-of the Python interpreter lock: had it asked for the lock while the caller
-held it, it would have slept until woken.
+of the Python interpreter lock, and the caller returns only once the threads
+wait for their next job without it: a thread that asked for the lock while
+another held it would sleep until woken.
 """
 
 import os
@@ -47,6 +49,7 @@ from numba.extending import intrinsic
 from numlstm._config import JIT_OPTIONS
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
+ENTERED, RETURNED = 1, 2  # slots of a part's line after its step counter
 SPINS_BEFORE_YIELD = 256
 SPINS_BEFORE_SLEEP = 4096  # about 0.1 ms of spin-wait hints
 SIGNAL_SLOTS = 3  # per part thread: jobs posted, jobs released, jobs done; a line apart
@@ -127,7 +130,7 @@ def new_flags(n_parts):
 @njit(inline="always", **JIT_OPTIONS)
 def enter(flags, part):
     """Say that ``part`` runs its kernel: the first thing a kernel under :func:`run_parts` does."""
-    _publish(flags, part * FLAG_STRIDE + 1, 1)
+    _publish(flags, part * FLAG_STRIDE + ENTERED, 1)
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
@@ -142,7 +145,7 @@ def _release_and_await_entered(signals, flags):
     for w in range(flags.shape[0] // FLAG_STRIDE - 2):  # the part threads: all parts but one
         row = w * SIGNAL_SLOTS * FLAG_STRIDE
         _publish(signals, row + RELEASED, _observe(signals, row + POSTED))
-    return _await_parts(flags, 1, 1, 1)
+    return _await_parts(flags, ENTERED, 1, 1)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -177,6 +180,21 @@ def arrive_and_wait(flags, part, step):
     return _await_parts(flags, 0, step, 0)
 
 
+@njit(inline="always", **JIT_OPTIONS)
+def finish(flags, part, step):
+    """The last call of a kernel under :func:`run_parts`, after the part's last write.
+
+    Publishes that ``part`` finished ``step``. The first part, the caller's,
+    then waits until every other part's thread is back waiting for its next
+    job: the caller returns to Python only then, so that no part thread asks
+    for the interpreter lock while the caller holds it (see :func:`run_parts`).
+    That also makes every part's writes visible to the caller.
+    """
+    _publish(flags, part * FLAG_STRIDE, step)
+    if part == 0:
+        _await_parts(flags, RETURNED, 1, 1)
+
+
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
 def _await_count(counters, index, target, spins):
     """Spin until ``counters[index] >= target``; False if ``spins`` turns pass first.
@@ -194,6 +212,20 @@ def _await_count(counters, index, target, spins):
         else:
             _yield_core()
     return True
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _finish_and_await_release(signals, row, done, flags, part, spins):
+    """Publish that a part thread has finished ``done`` jobs, then await the release of the next.
+
+    The last job was ``part`` of the call whose counters are ``flags``.
+    Publishing from here, without the interpreter lock, lets the caller of
+    :func:`run_parts` wait for it without the lock too (see :func:`finish`).
+    ``spins`` as in :func:`_await_count`.
+    """
+    _publish(flags, part * FLAG_STRIDE + RETURNED, 1)
+    _publish(signals, row + DONE, done)
+    return _await_count(signals, row + RELEASED, done + 1, spins)
 
 
 class _PartThread:
@@ -215,23 +247,24 @@ class _PartThread:
 
     def _serve(self, signals):
         row, done = self.row, 0
+        flags, k = new_flags(0), 0  # no job yet
         while True:
-            # spin without the interpreter lock until the job is released: a thread that took
-            # the lock as soon as the job was posted would sleep until the caller let it go
-            if not _await_count(signals, row + RELEASED, done + 1, SPINS_BEFORE_SLEEP):
+            # say the last job is done and spin for the next one without the interpreter lock:
+            # a thread that took the lock as soon as a job was posted would sleep until the
+            # caller let it go
+            if not _finish_and_await_release(signals, row, done, flags, k, SPINS_BEFORE_SLEEP):
                 with self.wake:
                     self.wake.wait_for(lambda: signals[row + POSTED] > done)
                 _await_count(signals, row + RELEASED, done + 1, -1)
-            fn, k = self.job
+            fn, k, flags = self.job
             try:
                 fn(k)
             except BaseException as exc:  # handed to the caller of run_parts
                 self.error = exc
             done += 1
-            signals[row + DONE] = done
 
-    def post(self, fn, k):
-        self.job, self.error = (fn, k), None
+    def post(self, fn, k, flags):
+        self.job, self.error = (fn, k, flags), None
         with self.wake:
             _signals[self.row + POSTED] += 1
             self.wake.notify()
@@ -271,11 +304,13 @@ def run_parts(fn, n_parts, flags):
     error is raised here.
 
     ``fn(k)`` must call a kernel that starts with :func:`enter` and ends
-    with a barrier that every part passes after its last write. The first
-    part starts only once the others have entered their kernels, and the
-    call returns as soon as the first part's kernel does: no thread then
-    waits for the Python interpreter lock while another holds it, and the
-    hand-off costs no sleeping thread's wake-up.
+    with :func:`finish`. The first part starts only once the others have
+    entered their kernels, and it returns only once the other parts' threads
+    wait for their next job. It waits for both without the Python
+    interpreter lock, so no thread ever waits for the lock while another
+    holds it: a part thread that did so after its job would sleep until the
+    caller let go of the lock, and the next call would pay its wake-up,
+    tens of microseconds.
 
     Returns False, without calling ``fn``, when another call is running;
     the caller then does the work another way.
@@ -294,14 +329,13 @@ def run_parts(fn, n_parts, flags):
                 raise
 
         for k in range(1, n_parts):
-            _threads[k - 1].post(guarded, k)
+            _threads[k - 1].post(guarded, k, flags)
         try:
             if _release_and_await_entered(_signals, flags):
                 guarded(0)
         finally:
-            if flags[-1]:  # a part failed: wait for every part, and raise what failed
-                for k in range(1, n_parts):
-                    _threads[k - 1].result()
+            for k in range(1, n_parts):  # raises what a part raised
+                _threads[k - 1].result()
     finally:
         _lock.release()
     return True
