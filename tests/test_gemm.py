@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from numlstm.cells.gemm import (SPLIT_MIN_MACS, TILE_ROWS, matmul, matmul_nt, pack_panels,
+from numlstm.cells.gemm import (PACK_MIN_USES, SPLIT_MIN_MACS, matmul, matmul_nt, pack_panels,
                                 panel_width)
 
 DTYPES = [(np.float32, 1e-5), (np.float64, 1e-13)]
@@ -15,28 +15,32 @@ def reference(a, b):
 
 @pytest.mark.parametrize("dtype, tol", DTYPES)
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 13, 33])
-@pytest.mark.parametrize("cols", [1, 3, 4, 9, 16, 17, 40])
-def test_matches_numpy(rows, cols, dtype, tol):
-    """Every split of rows (tiles, a pair, a single row) and columns (panels, a tail)."""
+@pytest.mark.parametrize("panels_wide, tail", [(0, 3), (1, 0), (1, 3), (2, 0), (3, 3), (4, 0),
+                                               (5, 3), (9, 0)])
+def test_matches_numpy(rows, panels_wide, tail, dtype, tol):
+    """Every split of rows (4-row tiles, a pair, a single row) and of columns (groups of
+    panels, a last odd panel, a tail past the last panel)."""
+    w = panel_width(np.dtype(dtype).itemsize)
+    cols = panels_wide * w + tail
     rng = np.random.default_rng(rows * 100 + cols)
     a = rng.standard_normal((rows, 13)).astype(dtype)
     b = rng.standard_normal((cols, 13)).astype(dtype)
-    panels = pack_panels(b, rows)
-    w = panel_width(np.dtype(dtype).itemsize)
-    assert panels.shape == ((cols // w if rows >= TILE_ROWS else 0), 13, w)
+    panels = pack_panels(b, PACK_MIN_USES)
+    assert panels.shape == (panels_wide, 13, w)
     out = np.full((rows, cols), np.nan, dtype)
     matmul_nt(a, b, panels, out)
     np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype, tol", DTYPES)
-def test_without_panels_the_plain_loops_do_everything(dtype, tol):
+@pytest.mark.parametrize("rows", [1, 2, 9])
+def test_without_panels_the_plain_loops_do_everything(rows, dtype, tol):
     rng = np.random.default_rng(7)
-    a = rng.standard_normal((9, 20)).astype(dtype)
+    a = rng.standard_normal((rows, 20)).astype(dtype)
     b = rng.standard_normal((35, 20)).astype(dtype)
-    panels = pack_panels(b, TILE_ROWS - 1)
+    panels = pack_panels(b, PACK_MIN_USES - 1)
     assert panels.shape[0] == 0
-    out = np.full((9, 35), np.nan, dtype)
+    out = np.full((rows, 35), np.nan, dtype)
     matmul_nt(a, b, panels, out)
     np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
 
@@ -49,7 +53,7 @@ def test_row_views_of_larger_arrays(dtype, tol):
     stack = rng.standard_normal((3, 11, k)).astype(dtype)
     padded = rng.standard_normal((6, k + 7)).astype(dtype)[:, :k]
     b = rng.standard_normal((cols, k)).astype(dtype)
-    panels = pack_panels(b, 8)
+    panels = pack_panels(b, PACK_MIN_USES)
     for a in (stack[1, 2:10], padded):
         big = np.full((a.shape[0] + 3, cols), np.nan, dtype)
         out = big[2:2 + a.shape[0]]

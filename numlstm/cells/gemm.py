@@ -9,17 +9,23 @@ kernel of their own:
   (:func:`pack_panels`): panel ``p`` holds columns ``p*W : (p+1)*W`` of
   ``b.T`` as a contiguous (K, W) block, W being two 32-byte vectors (16
   float32 or 8 float64).
-* A register tile (:func:`_panel_tile`) computes four rows by one panel:
-  eight vector accumulators stay in registers for the whole inner axis, and
-  each step of it loads two weight vectors, broadcasts four inputs and
-  issues eight fused multiply-adds. Numba's loops do not produce this code
-  (LLVM's vectoriser reduces along the inner axis instead), so the tile is
-  written in LLVM IR through :func:`numba.extending.intrinsic`. On this
-  project's AVX2 machine it runs at the core's peak, about 90 GFLOPS in
-  float32 against 55-60 for the best vectorised loop, and at least as fast as
+* A register tile (:func:`_tile`) computes four rows by one panel: eight
+  vector accumulators stay in registers for the whole inner axis, and each
+  step of it loads two weight vectors, broadcasts four inputs and issues
+  eight fused multiply-adds. Numba's loops do not produce this code (LLVM's
+  vectoriser reduces along the inner axis instead), so the tile is written
+  in LLVM IR through :func:`numba.extending.intrinsic`. On this project's
+  AVX2 machine it runs at the core's peak, about 90 GFLOPS in float32
+  against 55-60 for the best vectorised loop, and at least as fast as
   single-threaded BLAS from four rows up.
-* The last rows (fewer than four) and the columns past the last full panel
-  use plain loops that reduce along the contiguous inner axis of ``b``.
+* The last rows (fewer than four) take tiles of two rows by two panels and
+  of one row by four panels: the same eight accumulators, each weight
+  vector loaded once per row group. One row with ``b`` in L1 runs at about
+  65 GFLOPS, twice the reducing loops; with ``b`` in L2 it is bound by L2
+  bandwidth either way.
+* The columns past the last full panel use plain loops that reduce along
+  the contiguous inner axis of ``b``. So does everything when a call
+  multiplies too few rows for the packing to pay (:func:`pack_panels`).
 
 Nothing is allocated inside a time loop: every product writes into a
 preallocated ``out``.
@@ -48,6 +54,7 @@ from numlstm._config import JIT_OPTIONS, run_on_rows, single_threaded_blas
 
 SPLIT_MIN_MACS = 1 << 22
 TILE_ROWS = 4
+PACK_MIN_USES = 16
 VECTOR_BYTES = 32
 PANEL_VECTORS = 2
 
@@ -59,16 +66,17 @@ def panel_width(itemsize):
 
 
 @njit(**JIT_OPTIONS)
-def pack_panels(b, rows):
+def pack_panels(b, uses):
     """The full column panels of ``b.T`` for :func:`matmul_nt`, (N // W, K, W).
 
     ``b`` is (N, K); panel ``p`` holds ``b[p*W + c, k]`` at ``[p, k, c]``.
-    ``rows`` is the most rows one thread multiplies: below ``TILE_ROWS`` no
-    register tile runs, so nothing is packed.
+    ``uses`` is how many rows one thread multiplies by ``b.T`` over the
+    whole call (rows per product times products): below ``PACK_MIN_USES``
+    packing costs more than the tiles save, and nothing is packed.
     """
     N, K = b.shape
     w = panel_width(b.itemsize)
-    full = N // w if rows >= TILE_ROWS else 0
+    full = N // w if uses >= PACK_MIN_USES else 0
     panels = np.empty((full, K, w), b.dtype)
     for p in range(full):
         for c in range(w):
@@ -77,84 +85,100 @@ def pack_panels(b, rows):
     return panels
 
 
-def packed(b, rows):
+def packed(b, uses):
     """``b`` (N, K) as a C-contiguous array, with its panels for :func:`matmul_nt`.
 
-    ``rows`` is the most rows one thread multiplies by ``b.T``: for the time
-    loops, :func:`numlstm._config.rows_per_thread` of the batch.
+    ``uses`` as in :func:`pack_panels`: for the time loops, the rows per
+    thread (:func:`numlstm._config.rows_per_thread`) times the steps.
     """
     b = np.ascontiguousarray(b)
-    return b, pack_panels(b, rows)
+    return b, pack_panels(b, uses)
 
 
-@intrinsic
-def _panel_tile(typingctx, a, panels, out, i, p):
-    """``out[i:i+4, p*W:(p+1)*W] = a[i:i+4] @ panels[p]``, in registers.
+def _tile(rows, n_panels):
+    """An intrinsic for ``out[i:i+rows, p*W:(p+n_panels)*W] = a[i:i+rows] @ panels[p:p+n_panels]``.
 
-    ``a`` is (n, K) with unit inner stride, ``panels`` the C-contiguous
-    (P, K, W) array of :func:`pack_panels` and ``out`` (n, N) with unit inner
-    stride. The four-by-W accumulator lives in ``TILE_ROWS * PANEL_VECTORS``
-    vector registers; multiply and add carry the ``contract`` flag, so they
-    fuse where the CPU has FMA.
+    The intrinsic takes ``(a, panels, out, i, p)``: ``a`` is (n, K) with unit
+    inner stride, ``panels`` the C-contiguous (P, K, W) array of
+    :func:`pack_panels` and ``out`` (n, N) with unit inner stride. The
+    ``rows`` by ``n_panels * W`` accumulator lives in ``rows * n_panels *
+    PANEL_VECTORS`` vector registers; multiply and add carry the
+    ``contract`` flag, so they fuse where the CPU has FMA.
     """
-    if not (isinstance(a, types.Array) and isinstance(panels, types.Array)
-            and isinstance(out, types.Array) and a.ndim == 2 and panels.ndim == 3
-            and out.ndim == 2 and a.dtype == panels.dtype == out.dtype
-            and a.dtype in (types.float32, types.float64)):
-        return None
-    dtype = a.dtype
 
-    def codegen(context, builder, sig, args):
-        arr_a, arr_p, arr_o, row, panel = args
-        A = context.make_array(sig.args[0])(context, builder, arr_a)
-        W = context.make_array(sig.args[1])(context, builder, arr_p)
-        O = context.make_array(sig.args[2])(context, builder, arr_o)
-        fty = context.get_data_type(dtype)
-        size = context.get_abi_sizeof(fty)
-        lanes = VECTOR_BYTES // size
-        width = panel_width.py_func(size)
-        vty = ir.VectorType(fty, lanes)
-        intp = context.get_value_type(types.intp)
+    @intrinsic
+    def tile(typingctx, a, panels, out, i, p):
+        if not (isinstance(a, types.Array) and isinstance(panels, types.Array)
+                and isinstance(out, types.Array) and a.ndim == 2 and panels.ndim == 3
+                and out.ndim == 2 and a.dtype == panels.dtype == out.dtype
+                and a.dtype in (types.float32, types.float64)):
+            return None
+        dtype = a.dtype
 
-        def const(v):
-            return ir.Constant(intp, v)
+        def codegen(context, builder, sig, args):
+            arr_a, arr_p, arr_o, row, panel = args
+            A = context.make_array(sig.args[0])(context, builder, arr_a)
+            W = context.make_array(sig.args[1])(context, builder, arr_p)
+            O = context.make_array(sig.args[2])(context, builder, arr_o)
+            fty = context.get_data_type(dtype)
+            size = context.get_abi_sizeof(fty)
+            lanes = VECTOR_BYTES // size
+            width = panel_width.py_func(size)
+            vty = ir.VectorType(fty, lanes)
+            intp = context.get_value_type(types.intp)
 
-        K = builder.extract_value(W.shape, 1)
-        a_row = builder.sdiv(builder.extract_value(A.strides, 0), const(size))
-        o_row = builder.sdiv(builder.extract_value(O.strides, 0), const(size))
-        base = builder.mul(builder.mul(panel, K), const(width))
-        a_rows = [builder.mul(builder.add(row, const(r)), a_row) for r in range(TILE_ROWS)]
-        zero = ir.Constant(vty, [ir.Constant(fty, 0)] * lanes)
-        acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(PANEL_VECTORS)]
-               for _ in range(TILE_ROWS)]
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-        flags = ("contract",)
-        with cgutils.for_range(builder, K) as loop:
-            k = loop.index
-            at = builder.add(base, builder.mul(k, const(width)))
-            w = []
-            for v in range(PANEL_VECTORS):
-                ptr = builder.gep(W.data, [builder.add(at, const(v * lanes))])
-                w.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size))
-            for r in range(TILE_ROWS):
-                x = builder.load(builder.gep(A.data, [builder.add(a_rows[r], k)]))
-                xv = builder.insert_element(ir.Constant(vty, ir.Undefined), x,
-                                            ir.Constant(ir.IntType(32), 0))
-                xv = builder.shuffle_vector(xv, ir.Constant(vty, ir.Undefined), splat)
-                for v in range(PANEL_VECTORS):
-                    prod = builder.fmul(xv, w[v], flags=flags)
-                    builder.store(builder.fadd(builder.load(acc[r][v]), prod, flags=flags),
-                                  acc[r][v])
-        col = builder.mul(panel, const(width))
-        for r in range(TILE_ROWS):
-            start = builder.add(builder.mul(builder.add(row, const(r)), o_row), col)
-            for v in range(PANEL_VECTORS):
-                ptr = builder.gep(O.data, [builder.add(start, const(v * lanes))])
-                builder.store(builder.load(acc[r][v]), builder.bitcast(ptr, vty.as_pointer()),
-                              align=size)
-        return context.get_dummy_value()
+            def const(v):
+                return ir.Constant(intp, v)
 
-    return types.void(a, panels, out, i, p), codegen
+            K = builder.extract_value(W.shape, 1)
+            a_row = builder.sdiv(builder.extract_value(A.strides, 0), const(size))
+            o_row = builder.sdiv(builder.extract_value(O.strides, 0), const(size))
+            bases = [builder.mul(builder.mul(builder.add(panel, const(q)), K), const(width))
+                     for q in range(n_panels)]
+            a_rows = [builder.mul(builder.add(row, const(r)), a_row) for r in range(rows)]
+            zero = ir.Constant(vty, [ir.Constant(fty, 0)] * lanes)
+            acc = [[cgutils.alloca_once_value(builder, zero)
+                    for _ in range(n_panels * PANEL_VECTORS)] for _ in range(rows)]
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            flags = ("contract",)
+            with cgutils.for_range(builder, K) as loop:
+                k = loop.index
+                step = builder.mul(k, const(width))
+                w = []
+                for base in bases:
+                    at = builder.add(base, step)
+                    for v in range(PANEL_VECTORS):
+                        ptr = builder.gep(W.data, [builder.add(at, const(v * lanes))])
+                        w.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=size))
+                for r in range(rows):
+                    x = builder.load(builder.gep(A.data, [builder.add(a_rows[r], k)]))
+                    xv = builder.insert_element(ir.Constant(vty, ir.Undefined), x,
+                                                ir.Constant(ir.IntType(32), 0))
+                    xv = builder.shuffle_vector(xv, ir.Constant(vty, ir.Undefined), splat)
+                    for v, wv in enumerate(w):
+                        prod = builder.fmul(xv, wv, flags=flags)
+                        builder.store(builder.fadd(builder.load(acc[r][v]), prod, flags=flags),
+                                      acc[r][v])
+            col = builder.mul(panel, const(width))
+            for r in range(rows):
+                start = builder.add(builder.mul(builder.add(row, const(r)), o_row), col)
+                for v in range(n_panels * PANEL_VECTORS):
+                    ptr = builder.gep(O.data, [builder.add(start, const(v * lanes))])
+                    builder.store(builder.load(acc[r][v]),
+                                  builder.bitcast(ptr, vty.as_pointer()), align=size)
+            return context.get_dummy_value()
+
+        return types.void(a, panels, out, i, p), codegen
+
+    return tile
+
+
+# Each tile keeps eight accumulators, or four, and loads each weight vector once per row group.
+_tile_4x1 = _tile(TILE_ROWS, 1)
+_tile_2x2 = _tile(2, 2)
+_tile_2x1 = _tile(2, 1)
+_tile_1x4 = _tile(1, 4)
+_tile_1x1 = _tile(1, 1)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -215,19 +239,33 @@ def _dot_single(a, b, out, i):
 def matmul_nt(a, b, panels, out):
     """``out = a @ b.T`` for ``a`` (n, K), ``b`` (N, K) and ``out`` (n, N), rows contiguous.
 
-    ``panels`` is ``pack_panels(b, rows)`` with ``rows >= n``; it may be
-    empty, and then plain loops do all the work.
+    ``panels`` is ``pack_panels(b, uses)``; it may be empty, and then plain
+    loops do all the work.
     """
     n = a.shape[0]
-    n4 = n - n % TILE_ROWS if panels.shape[0] else 0
-    for p in range(panels.shape[0]):
-        for i in range(0, n4, TILE_ROWS):
-            _panel_tile(a, panels, out, i, p)
-    _dot_columns(a, b, out, 0, n4, panels.shape[0] * panels.shape[2])
-    for i in range(n4, n - 1, 2):
-        _dot_pair(a, b, out, i)
-    if (n - n4) % 2:
-        _dot_single(a, b, out, n - 1)
+    P = panels.shape[0]
+    if P == 0:
+        for i in range(0, n - 1, 2):
+            _dot_pair(a, b, out, i)
+        if n % 2:
+            _dot_single(a, b, out, n - 1)
+        return
+    i = n - n % TILE_ROWS
+    for p in range(P):
+        for r in range(0, i, TILE_ROWS):
+            _tile_4x1(a, panels, out, r, p)
+    if n - i >= 2:  # two of the last rows
+        for p in range(0, P - P % 2, 2):
+            _tile_2x2(a, panels, out, i, p)
+        if P % 2:
+            _tile_2x1(a, panels, out, i, P - 1)
+        i += 2
+    if i < n:  # the last row
+        for p in range(0, P - P % 4, 4):
+            _tile_1x4(a, panels, out, i, p)
+        for p in range(P - P % 4, P):
+            _tile_1x1(a, panels, out, i, p)
+    _dot_columns(a, b, out, 0, n, P * panels.shape[2])
 
 
 def matmul(a, b):

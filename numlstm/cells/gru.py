@@ -155,9 +155,9 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     """
     (h,) = state
     T, B, _ = x.shape
-    rows = rows_per_thread(B)
-    w_ih, panels_ih = packed(p["weight_ih"], rows)
-    w_hh, panels_hh = packed(p["weight_hh"], rows)
+    uses = rows_per_thread(B) * T
+    w_ih, panels_ih = packed(p["weight_ih"], uses)
+    w_hh, panels_hh = packed(p["weight_hh"], uses)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     hn = np.empty((T if store else 0,) + h.shape, x.dtype)
@@ -173,7 +173,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]))
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]) * len(gates))
     run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn,
                                              grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])

@@ -204,8 +204,8 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
                 wh[r, k] = w_hh[src, k]
             bp[r] = bias[src]
     pp = np.ascontiguousarray(peep[:, j0:j1])
-    panels_ih = pack_panels(wi, chunk * B)
-    panels_hh = pack_panels(wh, B)
+    panels_ih = pack_panels(wi, T * B)
+    panels_hh = pack_panels(wh, T * B)
     pre = np.empty((chunk, B, G), dtype)
     pre2d = pre.reshape(chunk * B, G)
     rec = np.empty((B, G), dtype)
@@ -385,10 +385,10 @@ def forward(p, x, state, lengths, reverse, out, off, store):
         bounds = unit_split(B, c.shape[1], p["weight_ih"].size + p["weight_hh"].size)
         if bounds and _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
             return None
-    rows = rows_per_thread(B)
-    w_ih, panels_ih = packed(p["weight_ih"], rows)
-    w_hh, panels_hh = packed(p["weight_hh"], rows)
-    w_hr, panels_hr = packed(p["weight_hr"], rows)
+    uses = rows_per_thread(B) * T
+    w_ih, panels_ih = packed(p["weight_ih"], uses)
+    w_hh, panels_hh = packed(p["weight_hh"], uses)
+    w_hr, panels_hr = packed(p["weight_hr"], uses)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     depth = T + 1 if store else 0
     hs = np.empty((depth,) + h.shape, x.dtype)
@@ -442,9 +442,9 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     dgates = np.empty_like(gates)
     dhp = np.empty((T, B, P) if project else (0, B, P), x.dtype)
     ms = np.empty((T, B, H) if project else (0, B, H), x.dtype)
-    rows = rows_per_thread(B)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows)
-    w_hr_t, panels_hr_t = packed(p["weight_hr"].T, rows)
+    uses = rows_per_thread(B) * T
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, uses)
+    w_hr_t, panels_hr_t = packed(p["weight_hr"].T, uses)
 
     def run(b0, b1):
         dpeep = np.zeros_like(p["weight_peephole"])

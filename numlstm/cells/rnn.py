@@ -97,9 +97,9 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     """
     (h,) = state
     T, B, _ = x.shape
-    rows = rows_per_thread(B)
-    w_ih, panels_ih = packed(p["weight_ih"], rows)
-    w_hh, panels_hh = packed(p["weight_hh"], rows)
+    uses = rows_per_thread(B) * T
+    w_ih, panels_ih = packed(p["weight_ih"], uses)
+    w_hh, panels_hh = packed(p["weight_hh"], uses)
     gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
     hs = np.empty(((T + 1) if store else 0,) + h.shape, x.dtype)
     bias = p["bias_ih"] + p["bias_hh"]
@@ -113,7 +113,7 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     x, gates, hs = cache
     (dh,) = dstate
     dgates = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]))
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]) * len(gates))
     run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse,
                                              grad_out, off, dh, dgates, b0, b1), dh.shape[0])
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
