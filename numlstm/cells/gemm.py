@@ -173,7 +173,7 @@ def _tile(rows, n_panels):
     return tile
 
 
-# Each tile keeps eight accumulators, or four, and loads each weight vector once per row group.
+# 4x1, 2x2 and 1x4 keep eight vector accumulators each; 2x1 and 1x1 take a last odd panel.
 _tile_4x1 = _tile(TILE_ROWS, 1)
 _tile_2x2 = _tile(2, 2)
 _tile_2x1 = _tile(2, 1)

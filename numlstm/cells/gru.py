@@ -170,12 +170,13 @@ def forward(p, x, state, lengths, reverse, out, off, store):
 def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     """Gradients of one direction of one GRU layer; ``dstate`` is ``(dh,)``."""
     x, gates, hs, hn = cache
+    T, B = gates.shape[:2]
     (dh,) = dstate
     dgx = np.empty_like(gates)
     dgh = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]) * len(gates))
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(B) * T)
     run_on_rows(lambda b0, b1: _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn,
-                                             grad_out, off, dh, dgx, dgh, b0, b1), dh.shape[0])
+                                             grad_out, off, dh, dgx, dgh, b0, b1), B)
     return weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
 
 

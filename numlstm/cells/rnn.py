@@ -25,10 +25,11 @@ def _rnn_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, relu, lengths
     Each step projects its input rows ``x[t] @ w_ih.T`` in the same thread,
     just before the recurrent product (see
     :func:`numlstm.cells.lstm._lstm_forward`); ``bias`` holds both biases,
-    summed, and ``gates`` (T, B, H) receives the new states. ``h`` (B, H) is the initial state on
-    entry and the final one on exit; ``hs`` (T + 1, B, H) stores every state
-    for backward, or is empty for inference. Only batch rows ``b0:b1`` are
-    touched, so calls on disjoint rows may run concurrently.
+    summed, and ``gates`` (T, B, H) receives the new states. ``h`` (B, H) is
+    the initial state on entry and the final one on exit; ``hs`` (T + 1, B,
+    H) stores every state for backward, or is empty for inference. Only
+    batch rows ``b0:b1`` are touched, so calls on disjoint rows may run
+    concurrently.
     """
     T, _, H = gates.shape
     zero = gates.dtype.type(0)
@@ -111,11 +112,12 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
 def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     """Gradients of one direction of one RNN layer; ``dstate`` is ``(dh,)``."""
     x, gates, hs = cache
+    T, B = gates.shape[:2]
     (dh,) = dstate
     dgates = np.empty_like(gates)
-    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(dh.shape[0]) * len(gates))
+    w_hh_t, panels_hh_t = packed(p["weight_hh"].T, rows_per_thread(B) * T)
     run_on_rows(lambda b0, b1: _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse,
-                                             grad_out, off, dh, dgates, b0, b1), dh.shape[0])
+                                             grad_out, off, dh, dgates, b0, b1), B)
     return weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
 
 
