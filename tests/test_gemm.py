@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from numlstm.cells.gemm import (PACK_MIN_USES, SPLIT_MIN_MACS, matmul, matmul_nt, pack_panels,
-                                panel_width)
+from numlstm.cells.gemm import (PACK_MIN_USES, SPLIT_MIN_MACS, matmul, matmul_nt,
+                                pack_gate_rows, pack_panels, panel_width)
 
 DTYPES = [(np.float32, 1e-5), (np.float64, 1e-13)]
 
@@ -43,6 +43,41 @@ def test_without_panels_the_plain_loops_do_everything(rows, dtype, tol):
     out = np.full((rows, 35), np.nan, dtype)
     matmul_nt(a, b, panels, out)
     np.testing.assert_allclose(out, reference(a, b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [1, 8, 13, 37])
+def test_panels_hold_the_transposed_rows(K, dtype):
+    """Whole vector blocks, the columns past them, and the rows past the last panel."""
+    w = panel_width(np.dtype(dtype).itemsize)
+    b = np.random.default_rng(K).standard_normal((3 * w + 5, K)).astype(dtype)
+    panels = pack_panels(b, PACK_MIN_USES)
+    assert panels.shape == (3, K, w)
+    for p in range(3):
+        np.testing.assert_array_equal(panels[p], b[p * w:(p + 1) * w].T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_gates, H, j0, j1", [(4, 24, 0, 16), (4, 24, 16, 24), (3, 24, 16, 24),
+                                                (4, 20, 8, 20), (3, 36, 5, 36), (1, 40, 0, 40)])
+@pytest.mark.parametrize("uses", [PACK_MIN_USES - 1, PACK_MIN_USES])
+def test_gate_rows_match_gathering_then_packing(n_gates, H, j0, j1, uses, dtype):
+    """Units j0:j1 of each gate block, packed straight from the full weights: blocks of a
+    vector's rows that lie in one gate, blocks that straddle two, and the tail rows."""
+    K = 19
+    b = np.random.default_rng(H + j0).standard_normal((n_gates * H, K)).astype(dtype)
+    gathered = np.concatenate([b[g * H + j0:g * H + j1] for g in range(n_gates)])
+    rows, panels = pack_gate_rows(b, n_gates, j0, j1, uses)
+    expected = pack_panels(gathered, uses)
+    assert rows.shape == gathered.shape and panels.shape == expected.shape
+    np.testing.assert_array_equal(panels, expected)
+    done = panels.shape[0] * panels.shape[2]  # matmul_nt reads the rows past the panels only
+    np.testing.assert_array_equal(rows[done:], gathered[done:])
+    a = np.random.default_rng(1).standard_normal((5, K)).astype(dtype)
+    out = np.empty((5, len(gathered)), dtype)
+    matmul_nt(a, rows, panels, out)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, reference(a, gathered), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-4), (np.float64, 1e-12)])

@@ -79,10 +79,122 @@ def pack_panels(b, uses):
     full = N // w if uses >= PACK_MIN_USES else 0
     panels = np.empty((full, K, w), b.dtype)
     for p in range(full):
-        for c in range(w):
-            for k in range(K):
-                panels[p, k, c] = b[p * w + c, k]
+        for c in range(0, w, w // PANEL_VECTORS):
+            pack_rows(b, p * w + c, panels, p, c)
     return panels
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def pack_rows(b, r, panels, p, c):
+    """``panels[p, :, c:c+n] = b[r:r+n].T``, ``n`` being the numbers in one vector.
+
+    Square blocks of ``n`` by ``n`` go through :func:`_transpose_block`; the
+    columns of ``b`` past the last whole block are copied one by one.
+    """
+    K = b.shape[1]
+    n = VECTOR_BYTES // b.itemsize
+    for k in range(0, K - K % n, n):
+        _transpose_block(b, r, k, panels, p, c)
+    for k in range(K - K % n, K):
+        for i in range(n):
+            panels[p, k, c + i] = b[r + i, k]
+
+
+@intrinsic
+def _transpose_block(typingctx, b, r, k, panels, p, c):
+    """``panels[p, k:k+n, c:c+n] = b[r:r+n, k:k+n].T``, ``n`` being the numbers in one vector.
+
+    ``b`` is a C-contiguous 2-D array, ``panels`` the (P, K, W) array of
+    :func:`pack_panels`. The block travels in ``n`` vector registers: loaded
+    as rows, transposed by ``log2(n)`` rounds of shuffles (each swaps one bit
+    of the row index with the same bit of the column index) and stored as
+    rows of the panel. Copying number by number instead costs four times as
+    long, and the weights are packed at every call.
+    """
+    if not (isinstance(b, types.Array) and isinstance(panels, types.Array) and b.ndim == 2
+            and b.layout == "C" and panels.ndim == 3 and b.dtype == panels.dtype
+            and b.dtype in (types.float32, types.float64)):
+        return None
+    dtype = b.dtype
+
+    def codegen(context, builder, sig, args):
+        arr_b, row, col, arr_p, panel, lane0 = args
+        Bm = context.make_array(sig.args[0])(context, builder, arr_b)
+        Pm = context.make_array(sig.args[3])(context, builder, arr_p)
+        fty = context.get_data_type(dtype)
+        size = context.get_abi_sizeof(fty)
+        n = VECTOR_BYTES // size
+        vty = ir.VectorType(fty, n)
+        intp = context.get_value_type(types.intp)
+
+        def const(v):
+            return ir.Constant(intp, v)
+
+        def vector_at(data, index):
+            return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
+
+        b_row = builder.extract_value(Bm.shape, 1)
+        K = builder.extract_value(Pm.shape, 1)
+        W = builder.extract_value(Pm.shape, 2)
+        rows = [builder.load(vector_at(Bm.data, builder.add(
+            builder.mul(builder.add(row, const(i)), b_row), col)), align=size) for i in range(n)]
+        i32 = ir.IntType(32)
+        bit = 1
+        while bit < n:
+            low = ir.Constant(ir.VectorType(i32, n), [j if j & bit == 0 else n + (j & ~bit)
+                                                      for j in range(n)])
+            high = ir.Constant(ir.VectorType(i32, n), [j | bit if j & bit == 0 else n + j
+                                                       for j in range(n)])
+            for i in range(n):
+                if i & bit == 0:
+                    u, v = rows[i], rows[i | bit]
+                    rows[i] = builder.shuffle_vector(u, v, low)
+                    rows[i | bit] = builder.shuffle_vector(u, v, high)
+            bit *= 2
+        first = builder.add(builder.mul(builder.add(builder.mul(panel, K), col), W), lane0)
+        for j in range(n):
+            at = builder.add(first, builder.mul(const(j), W))
+            builder.store(rows[j], vector_at(Pm.data, at), align=size)
+        return context.get_dummy_value()
+
+    return types.void(b, r, k, panels, p, c), codegen
+
+
+@njit(**JIT_OPTIONS)
+def pack_gate_rows(b, n_gates, j0, j1, uses):
+    """Rows ``j0:j1`` of every gate block of ``b``, with their panels for :func:`matmul_nt`.
+
+    ``b`` is (n_gates * H, K), C-contiguous, its rows in ``n_gates`` blocks
+    of ``H``. Returns ``(rows, panels)``: ``rows`` is (G, K), ``G`` being
+    ``n_gates * (j1 - j0)``, and ``panels`` packs it as :func:`pack_panels`
+    would, straight from ``b``. Only the rows that :func:`matmul_nt` reads
+    from ``rows`` are filled: those past the last full panel, or all of them
+    when nothing is packed (``uses`` as in :func:`pack_panels`).
+    """
+    H = b.shape[0] // n_gates
+    K = b.shape[1]
+    n = j1 - j0
+    G = n_gates * n
+    w = panel_width(b.itemsize)
+    lanes = VECTOR_BYTES // b.itemsize
+    full = G // w if uses >= PACK_MIN_USES else 0
+    rows = np.empty((G, K), b.dtype)
+    panels = np.empty((full, K, w), b.dtype)
+    for p in range(full):
+        for c in range(0, w, lanes):
+            r = p * w + c
+            if r % n + lanes <= n:  # the vector's rows lie in one gate block
+                pack_rows(b, r // n * H + j0 + r % n, panels, p, c)
+            else:
+                for i in range(lanes):
+                    src = (r + i) // n * H + j0 + (r + i) % n
+                    for k in range(K):
+                        panels[p, k, c + i] = b[src, k]
+    for r in range(full * w, G):
+        src = r // n * H + j0 + r % n
+        for k in range(K):
+            rows[r, k] = b[src, k]
+    return rows, panels
 
 
 def packed(b, uses):

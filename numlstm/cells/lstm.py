@@ -35,7 +35,7 @@ from numba import njit
 
 from numlstm._config import JIT_OPTIONS, rows_per_thread, run_on_rows
 from numlstm.cells.activations import sigmoid, tanh
-from numlstm.cells.gemm import matmul, matmul_nt, pack_panels, packed
+from numlstm.cells.gemm import matmul, matmul_nt, pack_gate_rows, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
                                   unit_split, weight_gradients)
 from numlstm.cells.sync import arrive_and_wait, enter, finish, new_flags, run_parts
@@ -174,8 +174,8 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     has written its units of the new hidden state.
 
     The part first gathers its gate rows (units ``j0:j1`` of each gate) of
-    ``w_ih``, ``w_hh`` (full, (G, I) and (G, H)), ``bias`` and ``peep``,
-    and packs them. It projects the input ``chunk`` steps at a time, which
+    ``w_ih``, ``w_hh`` (full and C-contiguous, (G, I) and (G, H)), ``bias``
+    and ``peep``, packing the weights as it gathers them. It projects the input ``chunk`` steps at a time, which
     gives the register tile enough rows when the batch is small. ``x2d`` is
     the input as (T * B, I). ``hbuf`` (2, B, H) is shared: step ``s`` reads
     the hidden state from ``hbuf[s % 2]`` and writes this part's units of
@@ -192,20 +192,13 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     n = j1 - j0
     G = n_gates * n
     dtype = c.dtype
-    wi = np.empty((G, w_ih.shape[1]), dtype)
-    wh = np.empty((G, H), dtype)
+    wi, panels_ih = pack_gate_rows(w_ih, n_gates, j0, j1, T * B)
+    wh, panels_hh = pack_gate_rows(w_hh, n_gates, j0, j1, T * B)
     bp = np.empty(G, dtype)
     for g in range(n_gates):
         for j in range(n):
-            r, src = g * n + j, g * H + j0 + j
-            for k in range(wi.shape[1]):
-                wi[r, k] = w_ih[src, k]
-            for k in range(H):
-                wh[r, k] = w_hh[src, k]
-            bp[r] = bias[src]
+            bp[g * n + j] = bias[g * H + j0 + j]
     pp = np.ascontiguousarray(peep[:, j0:j1])
-    panels_ih = pack_panels(wi, T * B)
-    panels_hh = pack_panels(wh, T * B)
     pre = np.empty((chunk, B, G), dtype)
     pre2d = pre.reshape(chunk * B, G)
     rec = np.empty((B, G), dtype)
@@ -414,9 +407,10 @@ def _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
     chunk = -(-UNIT_SPLIT_PROJECTION_ROWS // B)
     x2d = x.reshape(T * B, I)
     bias = p["bias_ih"] + p["bias_hh"]
+    w_ih, w_hh = np.ascontiguousarray(p["weight_ih"]), np.ascontiguousarray(p["weight_hh"])
 
     def part(k):
-        _lstm_forward_units(x2d, p["weight_ih"], p["weight_hh"], bias, p["weight_peephole"],
+        _lstm_forward_units(x2d, w_ih, w_hh, bias, p["weight_peephole"],
                             lengths, reverse, hbuf, c, out, off, bounds[k], bounds[k + 1], flags,
                             k, chunk)
 
