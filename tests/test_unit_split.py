@@ -18,7 +18,7 @@ from numba import njit
 import numlstm
 from layer_cases import build, random_state
 from numlstm.cells import common, lstm, sync
-from numlstm.cells.sync import FLAG_STRIDE, arrive_and_wait, enter, finish, new_flags, run_parts
+from numlstm.cells.sync import ABORT, arrive_and_wait, enter, finish, run_parts
 
 LSTM_CASES = [
     {},
@@ -184,31 +184,34 @@ def _lockstep(flags, part, slots, seen, steps):
 
 def test_barrier_orders_every_step(two_threads):
     steps = 2000
-    flags = new_flags(2)
     slots = np.zeros(2, np.int64)
     seen = np.zeros((2, steps, 2), np.int64)
-    assert run_parts(lambda k: _lockstep(flags, k, slots, seen, steps), 2, flags)
-    expected = np.arange(1, steps + 1)
-    for part in range(2):
-        for q in range(2):
-            np.testing.assert_array_equal(seen[part, :, q], expected)
-    assert flags.shape == (3 * FLAG_STRIDE,)
+    for _ in range(3):  # the counters start afresh at every call
+        seen[:] = 0
+        assert run_parts(lambda k, flags: _lockstep(flags, k, slots, seen, steps), 2)
+        expected = np.arange(1, steps + 1)
+        for part in range(2):
+            for q in range(2):
+                np.testing.assert_array_equal(seen[part, :, q], expected)
 
 
 @pytest.mark.parametrize("failing", [0, 1])
 def test_failing_part_releases_the_others(failing):
     """Whichever part fails, the others stop waiting for it, and its error comes out."""
-    flags = new_flags(2)
     slots = np.zeros(2, np.int64)
     seen = np.zeros((2, 10, 2), np.int64)
+    counters = []
 
-    def part(k):
+    def part(k, flags):
+        counters.append(flags)
         if k == failing:
             raise RuntimeError(f"part {k} failed")
         _lockstep(flags, k, slots, seen, 10)  # waits at its first barrier until the abort
 
     with pytest.raises(RuntimeError, match=f"part {failing} failed"):
-        run_parts(part, 2, flags)
-    assert flags[-1] == 1
+        run_parts(part, 2)
+    assert len(counters) == 2 and counters[0][ABORT] == 1
     assert not seen.any()  # no part got past its first barrier
     assert not sync._lock.locked()
+    assert run_parts(lambda k, flags: _lockstep(flags, k, slots, seen, 10), 2)  # usable again
+    assert seen[:, -1].tolist() == [[10, 10], [10, 10]]

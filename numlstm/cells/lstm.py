@@ -38,7 +38,7 @@ from numlstm.cells.activations import sigmoid, tanh
 from numlstm.cells.gemm import matmul, matmul_nt, pack_gate_rows, packed
 from numlstm.cells.common import (UNIT_SPLIT_PROJECTION_ROWS, emit_output, new_states, slots,
                                   unit_split, weight_gradients)
-from numlstm.cells.sync import arrive_and_wait, enter, finish, new_flags, run_parts
+from numlstm.cells.sync import arrive_and_wait, enter, finish, run_parts
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -403,18 +403,16 @@ def _forward_by_units(p, x, h, c, lengths, reverse, out, off, bounds):
     T, B, I = x.shape
     hbuf = np.empty((2,) + h.shape, h.dtype)
     hbuf[0] = h
-    flags = new_flags(len(bounds) - 1)
     chunk = -(-UNIT_SPLIT_PROJECTION_ROWS // B)
     x2d = x.reshape(T * B, I)
     bias = p["bias_ih"] + p["bias_hh"]
     w_ih, w_hh = np.ascontiguousarray(p["weight_ih"]), np.ascontiguousarray(p["weight_hh"])
 
-    def part(k):
-        _lstm_forward_units(x2d, w_ih, w_hh, bias, p["weight_peephole"],
-                            lengths, reverse, hbuf, c, out, off, bounds[k], bounds[k + 1], flags,
-                            k, chunk)
+    def part(k, flags):
+        _lstm_forward_units(x2d, w_ih, w_hh, bias, p["weight_peephole"], lengths, reverse, hbuf,
+                            c, out, off, bounds[k], bounds[k + 1], flags, k, chunk)
 
-    if not run_parts(part, len(bounds) - 1, flags):
+    if not run_parts(part, len(bounds) - 1):
         return False
     h[...] = hbuf[T % 2]
     return True

@@ -11,29 +11,28 @@ the core where the part it waits for runs, or preempts a part, and a thread
 that only spun would then keep the core from the part it waits for until
 the scheduler steps in, milliseconds later.
 
-The barrier is a row of counters, one per thread, each on a cache line of
-its own (``FLAG_STRIDE`` int64 apart). A thread that finishes step ``s``
+The barrier is a row of counters, one per part, each on cache lines of its
+own (``FLAG_STRIDE`` int64 apart). A part that finishes step ``s``
 publishes ``s`` in its counter with a release store, then spins until every
 other counter reads at least ``s``, with acquire loads. Release and acquire
 order the hidden-state writes before the counter, so the reader sees them.
 Numba has no atomics on the CPU, so the loads and stores are written in
 LLVM IR through :func:`numba.extending.intrinsic`.
 
-The second slot of each counter's line says that the part has entered its
-kernel (:func:`enter`), the third that its thread is back waiting for its
-next job (see :func:`finish`), and the last slot of the array is an abort
-flag: a part that fails sets it, so that the others stop spinning and return
-(see :func:`run_parts`).
-
 :func:`run_parts` runs the parts: the first on the calling thread, the others
-on threads of their own. Between calls those threads spin for about 0.1 ms
-before they sleep, so that back-to-back calls (the layers and directions of
-one forward, or a loop over batches) skip the wake-up of a sleeping thread,
-which costs tens of microseconds, longer than a hundred steps of the barrier.
-For the same reason a thread starts its job only once the caller has let go
-of the Python interpreter lock, and the caller returns only once the threads
-wait for their next job without it: a thread that asked for the lock while
-another held it would sleep until woken.
+on threads of their own, which count the jobs posted to them, released and
+done on lines of their own beside their part's counter. The last line holds
+an abort flag, which a part that fails raises so that the others stop
+spinning and return, and the number of parts. There is one set of counters,
+since one call runs at a time. Between calls the part threads spin for about
+0.1 ms before they sleep, so that back-to-back calls (the layers and
+directions of one forward, or a loop over batches) skip the wake-up of a
+sleeping thread, which costs tens of microseconds, longer than a hundred
+steps of the barrier. For the same reason a part thread starts its job only
+once the caller's kernel releases it (:func:`enter`), the caller having let
+go of the Python interpreter lock, and the caller returns only once the part
+threads wait for their next job without it (:func:`finish`): a thread that
+asked for the lock while another held it would sleep until woken.
 """
 
 import os
@@ -49,11 +48,12 @@ from numba.extending import intrinsic
 from numlstm._config import JIT_OPTIONS
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
-ENTERED, RETURNED = 1, 2  # slots of a part's line after its step counter
+PART_LINES = 4  # a part's lines: its step, and for a part thread its jobs posted, released, done
+PART_SLOTS = PART_LINES * FLAG_STRIDE
+STEP, POSTED, RELEASED, DONE = (line * FLAG_STRIDE for line in range(PART_LINES))
+ABORT, N_PARTS = -FLAG_STRIDE, -FLAG_STRIDE + 1  # the last line: the abort flag, the part count
 SPINS_BEFORE_YIELD = 256
 SPINS_BEFORE_SLEEP = 4096  # about 0.1 ms of spin-wait hints
-SIGNAL_SLOTS = 3  # per part thread: jobs posted, jobs released, jobs done; a line apart
-POSTED, RELEASED, DONE = 0, FLAG_STRIDE, 2 * FLAG_STRIDE
 _YIELD = "sched_yield" if os.name == "posix" else "SwitchToThread"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -122,52 +122,55 @@ def _yield_core(typingctx):
     return types.void(), codegen
 
 
-def new_flags(n_parts):
-    """Zeroed counters for ``n_parts`` threads, with the abort flag last."""
-    return np.zeros((n_parts + 1) * FLAG_STRIDE, np.int64)
+@njit(inline="always", **JIT_OPTIONS)
+def _n_parts(flags):
+    """The number of parts of the running call (set by :func:`run_parts`)."""
+    return _observe(flags, flags.shape[0] + N_PARTS)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _release(flags):
+    """Let every part thread start the job posted to it."""
+    for q in range(1, _n_parts(flags)):
+        _publish(flags, q * PART_SLOTS + RELEASED, _observe(flags, q * PART_SLOTS + POSTED))
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _release_after_failure(flags):
+    """Raise the abort flag and release the part threads: the first part failed before it could."""
+    _publish(flags, flags.shape[0] + ABORT, 1)
+    _release(flags)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _await_slot(flags, index, target):
+    """Wait until ``flags[index]`` reads at least ``target``; False if the abort flag rises first.
+
+    Spins, and yields the core after ``SPINS_BEFORE_YIELD`` turns.
+    """
+    spins = 0
+    while _observe(flags, index) < target:
+        if _observe(flags, flags.shape[0] + ABORT) != 0:
+            return False
+        if spins < SPINS_BEFORE_YIELD:
+            spins += 1
+            _relax()
+        else:
+            _yield_core()
+    return True
 
 
 @njit(inline="always", **JIT_OPTIONS)
 def enter(flags, part):
-    """Say that ``part`` runs its kernel: the first thing a kernel under :func:`run_parts` does."""
-    _publish(flags, part * FLAG_STRIDE + ENTERED, 1)
+    """The first call of a kernel under :func:`run_parts`.
 
-
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
-def _release_and_await_entered(signals, flags):
-    """Let the part threads go, then wait until each has entered its kernel; False on abort.
-
-    Called by the first part with the interpreter lock released: each part
-    thread, having seen its job posted, waits for its ``RELEASED`` signal
-    before it takes the lock (see :class:`_PartThread`), so it never has to
-    sleep until this thread lets go of the lock.
+    In the first part, the caller's, it lets the part threads start their
+    jobs: from here, with the interpreter lock released, so that they take
+    the lock, call their kernels and pack their weights while this part
+    packs its own.
     """
-    for w in range(flags.shape[0] // FLAG_STRIDE - 2):  # the part threads: all parts but one
-        row = w * SIGNAL_SLOTS * FLAG_STRIDE
-        _publish(signals, row + RELEASED, _observe(signals, row + POSTED))
-    return _await_parts(flags, ENTERED, 1, 1)
-
-
-@njit(inline="always", **JIT_OPTIONS)
-def _await_parts(flags, slot, target, first):
-    """Wait until slot ``slot`` of every part from ``first`` on reads at least ``target``.
-
-    Returns False when the abort flag was raised instead. Spins, and yields
-    the core after ``SPINS_BEFORE_YIELD`` turns.
-    """
-    n_parts = flags.shape[0] // FLAG_STRIDE - 1
-    abort = flags.shape[0] - 1
-    for q in range(first, n_parts):
-        spins = 0
-        while _observe(flags, q * FLAG_STRIDE + slot) < target:
-            if _observe(flags, abort) != 0:
-                return False
-            if spins < SPINS_BEFORE_YIELD:
-                spins += 1
-                _relax()
-            else:
-                _yield_core()
-    return True
+    if part == 0:
+        _release(flags)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -176,8 +179,11 @@ def arrive_and_wait(flags, part, step):
 
     Returns False when the abort flag was raised instead.
     """
-    _publish(flags, part * FLAG_STRIDE, step)
-    return _await_parts(flags, 0, step, 0)
+    _publish(flags, part * PART_SLOTS + STEP, step)
+    for q in range(_n_parts(flags)):
+        if not _await_slot(flags, q * PART_SLOTS + STEP, step):
+            return False
+    return True
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -185,14 +191,18 @@ def finish(flags, part, step):
     """The last call of a kernel under :func:`run_parts`, after the part's last write.
 
     Publishes that ``part`` finished ``step``. The first part, the caller's,
-    then waits until every other part's thread is back waiting for its next
-    job: the caller returns to Python only then, so that no part thread asks
-    for the interpreter lock while the caller holds it (see :func:`run_parts`).
-    That also makes every part's writes visible to the caller.
+    then waits until every part thread is done with its job and waits for
+    the next one: the caller returns to Python only then, so that no part
+    thread asks for the interpreter lock while the caller holds it (see
+    :func:`run_parts`). That also makes every part's writes visible to the
+    caller.
     """
-    _publish(flags, part * FLAG_STRIDE, step)
+    _publish(flags, part * PART_SLOTS + STEP, step)
     if part == 0:
-        _await_parts(flags, RETURNED, 1, 1)
+        for q in range(1, _n_parts(flags)):
+            posted = _observe(flags, q * PART_SLOTS + POSTED)
+            if not _await_slot(flags, q * PART_SLOTS + DONE, posted):
+                return
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
@@ -215,102 +225,103 @@ def _await_count(counters, index, target, spins):
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
-def _finish_and_await_release(signals, row, done, flags, part, spins):
-    """Publish that a part thread has finished ``done`` jobs, then await the release of the next.
+def _finish_and_await_release(flags, part, done, spins):
+    """Publish that the thread of ``part`` has finished ``done`` jobs; await the next release.
 
-    The last job was ``part`` of the call whose counters are ``flags``.
-    Publishing from here, without the interpreter lock, lets the caller of
-    :func:`run_parts` wait for it without the lock too (see :func:`finish`).
-    ``spins`` as in :func:`_await_count`.
+    Publishing from here, without the interpreter lock, lets the first part
+    wait for it without the lock too (see :func:`finish`). ``spins`` as in
+    :func:`_await_count`.
     """
-    _publish(flags, part * FLAG_STRIDE + RETURNED, 1)
-    _publish(signals, row + DONE, done)
-    return _await_count(signals, row + RELEASED, done + 1, spins)
+    _publish(flags, part * PART_SLOTS + DONE, done)
+    return _await_count(flags, part * PART_SLOTS + RELEASED, done + 1, spins)
 
 
 class _PartThread:
-    """A thread that runs part ``w + 1`` of :func:`run_parts`, one call at a time.
+    """A thread that runs part ``part`` of :func:`run_parts`, one call at a time.
 
-    Its counters are the slots ``POSTED``, ``RELEASED`` and ``DONE`` of row
-    ``w`` of ``_signals``. It waits for the next job spinning, then asleep.
-    A job starts when the caller releases it, which the caller does from
-    code that runs without the interpreter lock.
+    Its counters are the slots ``POSTED``, ``RELEASED`` and ``DONE`` of the
+    part's lines in ``_flags``. It waits for the next job spinning, then
+    asleep. A job starts when the first part releases it, from code that
+    runs without the interpreter lock (see :func:`enter`).
     """
 
-    def __init__(self, w):
-        self.row = w * SIGNAL_SLOTS * FLAG_STRIDE
+    def __init__(self, part):
+        self.part = part
         self.job = None
         self.error = None
         self.wake = threading.Condition()
-        threading.Thread(target=self._serve, args=(_signals,), daemon=True,
+        threading.Thread(target=self._serve, args=(_flags,), daemon=True,
                          name="numlstm-part").start()
 
-    def _serve(self, signals):
-        row, done = self.row, 0
-        flags, k = new_flags(0), 0  # no job yet
+    def _serve(self, flags):
+        part, posted, done = self.part, self.part * PART_SLOTS + POSTED, 0
         while True:
             # say the last job is done and spin for the next one without the interpreter lock:
             # a thread that took the lock as soon as a job was posted would sleep until the
             # caller let it go
-            if not _finish_and_await_release(signals, row, done, flags, k, SPINS_BEFORE_SLEEP):
+            if not _finish_and_await_release(flags, part, done, SPINS_BEFORE_SLEEP):
                 with self.wake:
-                    self.wake.wait_for(lambda: signals[row + POSTED] > done)
-                _await_count(signals, row + RELEASED, done + 1, -1)
-            fn, k, flags = self.job
+                    self.wake.wait_for(lambda: flags[posted] > done)
+                _await_count(flags, part * PART_SLOTS + RELEASED, done + 1, -1)
             try:
-                fn(k)
+                self.job(part)
             except BaseException as exc:  # handed to the caller of run_parts
                 self.error = exc
             done += 1
 
-    def post(self, fn, k, flags):
-        self.job, self.error = (fn, k, flags), None
+    def post(self, fn):
+        self.job, self.error = fn, None
         with self.wake:
-            _signals[self.row + POSTED] += 1
+            _flags[self.part * PART_SLOTS + POSTED] += 1
             self.wake.notify()
+
+    def released(self):
+        at = self.part * PART_SLOTS
+        return _flags[at + RELEASED] == _flags[at + POSTED]
 
     def result(self):
         """Wait for the job posted last; raise what it raised."""
-        _await_count(_signals, self.row + DONE, _signals[self.row + POSTED], -1)
+        at = self.part * PART_SLOTS
+        _await_count(_flags, at + DONE, _flags[at + POSTED], -1)
         if self.error is not None:
             raise self.error
 
 
 _lock = threading.Lock()
 _threads = []
-_signals = np.zeros((os.cpu_count() or 1) * SIGNAL_SLOTS * FLAG_STRIDE, np.int64)
+_flags = np.zeros(((os.cpu_count() or 1) * PART_LINES + 1) * FLAG_STRIDE, np.int64)
 
 
 def _forget_threads():
     """In a forked child the part threads are gone: start new ones when needed."""
-    global _lock, _threads, _signals
-    _lock, _threads, _signals = threading.Lock(), [], np.zeros_like(_signals)
+    global _lock, _threads, _flags
+    _lock, _threads, _flags = threading.Lock(), [], np.zeros_like(_flags)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads)
 
 
-def run_parts(fn, n_parts, flags):
-    """Call ``fn(k)`` for every ``k`` in ``range(n_parts)``, all at the same time.
+def run_parts(fn, n_parts):
+    """Call ``fn(k, flags)`` for every ``k`` in ``range(n_parts)``, all at the same time.
 
     For kernels whose parts wait for each other at every step: a part can
     only finish when every other part is running. So the parts other than
     the first run on threads reserved for this, one call at a time, and
     ``n_parts`` must not exceed :func:`numlstm._config.usable_cores`, or
     parts would spin while the part they wait for has no core. ``flags``
-    are the parts' counters (:func:`new_flags`); a part that fails raises
+    are the parts' counters, to hand to the kernel; a part that fails raises
     their abort flag, so that the others stop waiting and return, and its
     error is raised here.
 
-    ``fn(k)`` must call a kernel that starts with :func:`enter` and ends
-    with :func:`finish`. The first part starts only once the others have
-    entered their kernels, and it returns only once the other parts' threads
-    wait for their next job. It waits for both without the Python
-    interpreter lock, so no thread ever waits for the lock while another
-    holds it: a part thread that did so after its job would sleep until the
-    caller let go of the lock, and the next call would pay its wake-up,
-    tens of microseconds.
+    ``fn(k, flags)`` must call a kernel that starts with :func:`enter` and
+    ends with :func:`finish`. The first part releases the others from its
+    kernel, and returns only once the other parts' threads wait for their
+    next job. It waits without the Python interpreter lock, and releases
+    the others once it has let go of the lock, so no thread ever waits for
+    the lock while another holds it: a part thread that did would sleep
+    until the other let go of the lock, and pay a wake-up of tens of
+    microseconds.
 
     Returns False, without calling ``fn``, when another call is running;
     the caller then does the work another way.
@@ -319,23 +330,29 @@ def run_parts(fn, n_parts, flags):
         return False
     try:
         while len(_threads) < n_parts - 1:
-            _threads.append(_PartThread(len(_threads)))
+            _threads.append(_PartThread(len(_threads) + 1))
+        flags = _flags
+        for k in range(n_parts):
+            flags[k * PART_SLOTS + STEP] = 0
+        flags[ABORT] = 0
+        flags[N_PARTS] = n_parts
 
         def guarded(k):
             try:
-                fn(k)
+                fn(k, flags)
             except BaseException:
-                flags[-1] = 1  # the abort flag: the other parts stop waiting for this one
+                flags[ABORT] = 1  # the other parts stop waiting for this one
                 raise
 
-        for k in range(1, n_parts):
-            _threads[k - 1].post(guarded, k, flags)
+        for thread in _threads[:n_parts - 1]:
+            thread.post(guarded)
         try:
-            if _release_and_await_entered(_signals, flags):
-                guarded(0)
+            guarded(0)
         finally:
-            for k in range(1, n_parts):  # raises what a part raised
-                _threads[k - 1].result()
+            if not all(thread.released() for thread in _threads[:n_parts - 1]):
+                _release_after_failure(flags)
+            for thread in _threads[:n_parts - 1]:  # raises what a part raised
+                thread.result()
     finally:
         _lock.release()
     return True
