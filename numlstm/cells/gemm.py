@@ -8,7 +8,8 @@ kernel of their own:
 * The weights are packed once per call into column panels
   (:func:`pack_panels`): panel ``p`` holds columns ``p*W : (p+1)*W`` of
   ``b.T`` as a contiguous (K, W) block, W being two 32-byte vectors (16
-  float32 or 8 float64).
+  float32 or 8 float64). Packing transposes square blocks of one vector's
+  width in registers (:func:`_transpose_block`).
 * A register tile (:func:`_tile`) computes four rows by one panel: eight
   vector accumulators stay in registers for the whole inner axis, and each
   step of it loads two weight vectors, broadcasts four inputs and issues
@@ -79,7 +80,7 @@ def pack_panels(b, uses):
     full = N // w if uses >= PACK_MIN_USES else 0
     panels = np.empty((full, K, w), b.dtype)
     for p in range(full):
-        for c in range(0, w, w // PANEL_VECTORS):
+        for c in range(0, w, VECTOR_BYTES // b.itemsize):
             pack_rows(b, p * w + c, panels, p, c)
     return panels
 
@@ -108,8 +109,8 @@ def _transpose_block(typingctx, b, r, k, panels, p, c):
     :func:`pack_panels`. The block travels in ``n`` vector registers: loaded
     as rows, transposed by ``log2(n)`` rounds of shuffles (each swaps one bit
     of the row index with the same bit of the column index) and stored as
-    rows of the panel. Copying number by number instead costs four times as
-    long, and the weights are packed at every call.
+    rows of the panel. Copying number by number took three times as long,
+    and the weights are packed at every call.
     """
     if not (isinstance(b, types.Array) and isinstance(panels, types.Array) and b.ndim == 2
             and b.layout == "C" and panels.ndim == 3 and b.dtype == panels.dtype
