@@ -175,9 +175,10 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
 
     The part first gathers its gate rows (units ``j0:j1`` of each gate) of
     ``w_ih``, ``w_hh`` (full and C-contiguous, (G, I) and (G, H)), ``bias``
-    and ``peep``, packing the weights as it gathers them. It projects the input ``chunk`` steps at a time, which
-    gives the register tile enough rows when the batch is small. ``x2d`` is
-    the input as (T * B, I). ``hbuf`` (2, B, H) is shared: step ``s`` reads
+    and ``peep``, packing the weights as it gathers them. It projects the
+    input ``chunk`` steps at a time, which gives the register tile enough
+    rows when the batch is small. ``x2d`` is the input as (T * B, I).
+    ``hbuf`` (2, B, H) is shared: step ``s`` reads
     the hidden state from ``hbuf[s % 2]`` and writes this part's units of
     ``hbuf[(s + 1) % 2]``; ``hbuf[0]`` holds the initial state. ``c`` (B, H)
     holds the initial cell state on entry; this part writes its units of
