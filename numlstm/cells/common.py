@@ -2,7 +2,7 @@
 
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, num_threads, usable_cores
+from numlstm._config import JIT_OPTIONS, num_threads, rows_per_thread, usable_cores
 from numlstm.cells.gemm import TILE_ROWS, matmul
 
 UNIT_SPLIT_MIN_UNITS = 8
@@ -26,12 +26,8 @@ def unit_split(B, H, n_weights):
     multiples of that minimum, so each range's gate loops run in whole
     vectors. Returns None when the rows should be split instead.
     """
-    threads = num_threads()
-    n = min(threads, H // UNIT_SPLIT_MIN_UNITS)
-    if n < 2 or -(-B // threads) > TILE_ROWS or (B == 1 and n_weights < UNIT_SPLIT_MIN_WEIGHTS):
-        return None  # -(-B // threads): the rows per thread of a row split
-    n = min(n, usable_cores())
-    if n < 2:
+    n = min(num_threads(), usable_cores(), H // UNIT_SPLIT_MIN_UNITS)
+    if n < 2 or rows_per_thread(B) > TILE_ROWS or (B == 1 and n_weights < UNIT_SPLIT_MIN_WEIGHTS):
         return None
     q = UNIT_SPLIT_MIN_UNITS
     return [0] + [round(H * k / n / q) * q for k in range(1, n)] + [H]

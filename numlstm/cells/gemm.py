@@ -70,18 +70,41 @@ def panel_width(itemsize):
 def pack_panels(b, uses):
     """The full column panels of ``b.T`` for :func:`matmul_nt`, (N // W, K, W).
 
-    ``b`` is (N, K); panel ``p`` holds ``b[p*W + c, k]`` at ``[p, k, c]``.
-    ``uses`` is how many rows one thread multiplies by ``b.T`` over the
-    whole call (rows per product times products): below ``PACK_MIN_USES``
-    packing costs more than the tiles save, and nothing is packed.
+    ``b`` is (N, K), C-contiguous; panel ``p`` holds ``b[p*W + c, k]`` at
+    ``[p, k, c]``. ``uses`` is how many rows one thread multiplies by
+    ``b.T`` over the whole call (rows per product times products): below
+    ``PACK_MIN_USES`` packing costs more than the tiles save, and nothing is
+    packed.
     """
-    N, K = b.shape
+    return _pack_gate_panels(b, 1, 0, b.shape[0], uses)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _gate_row(r, n, H, j0):
+    """The row of ``b`` that holds row ``r`` of units ``j0:j0+n`` of every gate block of ``H``."""
+    return r // n * H + j0 + r % n
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _pack_gate_panels(b, n_gates, j0, j1, uses):
+    """The panels of rows ``j0:j1`` of every gate block of ``b`` (see :func:`pack_gate_rows`)."""
+    H = b.shape[0] // n_gates
+    K = b.shape[1]
+    n = j1 - j0
     w = panel_width(b.itemsize)
-    full = N // w if uses >= PACK_MIN_USES else 0
+    lanes = VECTOR_BYTES // b.itemsize
+    full = n_gates * n // w if uses >= PACK_MIN_USES else 0
     panels = np.empty((full, K, w), b.dtype)
     for p in range(full):
-        for c in range(0, w, VECTOR_BYTES // b.itemsize):
-            pack_rows(b, p * w + c, panels, p, c)
+        for c in range(0, w, lanes):
+            r = p * w + c
+            if r % n + lanes <= n:  # the vector's rows lie in one gate block
+                pack_rows(b, _gate_row(r, n, H, j0), panels, p, c)
+            else:
+                for i in range(lanes):
+                    src = _gate_row(r + i, n, H, j0)
+                    for k in range(K):
+                        panels[p, k, c + i] = b[src, k]
     return panels
 
 
@@ -173,27 +196,12 @@ def pack_gate_rows(b, n_gates, j0, j1, uses):
     when nothing is packed (``uses`` as in :func:`pack_panels`).
     """
     H = b.shape[0] // n_gates
-    K = b.shape[1]
     n = j1 - j0
-    G = n_gates * n
-    w = panel_width(b.itemsize)
-    lanes = VECTOR_BYTES // b.itemsize
-    full = G // w if uses >= PACK_MIN_USES else 0
-    rows = np.empty((G, K), b.dtype)
-    panels = np.empty((full, K, w), b.dtype)
-    for p in range(full):
-        for c in range(0, w, lanes):
-            r = p * w + c
-            if r % n + lanes <= n:  # the vector's rows lie in one gate block
-                pack_rows(b, r // n * H + j0 + r % n, panels, p, c)
-            else:
-                for i in range(lanes):
-                    src = (r + i) // n * H + j0 + (r + i) % n
-                    for k in range(K):
-                        panels[p, k, c + i] = b[src, k]
-    for r in range(full * w, G):
-        src = r // n * H + j0 + r % n
-        for k in range(K):
+    panels = _pack_gate_panels(b, n_gates, j0, j1, uses)
+    rows = np.empty((n_gates * n, b.shape[1]), b.dtype)
+    for r in range(panels.shape[0] * panels.shape[2], rows.shape[0]):
+        src = _gate_row(r, n, H, j0)
+        for k in range(rows.shape[1]):
             rows[r, k] = b[src, k]
     return rows, panels
 
