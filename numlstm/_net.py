@@ -12,10 +12,52 @@ import numpy as np
 from numlstm import _backend
 from numlstm.layers import GRU, LSTM, RNN, no_grad
 
-__all__ = ["SequenceNet", "loadable_config"]
+__all__ = ["SequenceNet", "loadable_config", "check_size", "MAX_PARAMETER_BYTES"]
 
 _LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _LSTM_ONLY = ("peephole", "coupled", "forget_bias")
+
+MAX_PARAMETER_BYTES = 2**31
+"""The most bytes of weights an estimator's network may hold (2 GiB).
+
+:func:`check_size` refuses larger networks before any array is allocated, so
+that a mistyped ``num_layers`` or a crafted model file fails at once with a
+``ValueError`` instead of exhausting memory or building for minutes.
+"""
+
+
+def _parameter_count(config):
+    """The number of weights of the net ``config`` describes, counted from the shapes."""
+    gates = {"lstm": 3 if config.get("coupled") else 4, "gru": 3, "rnn": 1}[config["cell"]]
+    hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
+    peephole = (gates - 1) * hidden if config.get("peephole") else 0
+    count = 0
+    for layer in range(config["num_layers"]):
+        inputs = config["input_size"] if layer == 0 else directions * hidden
+        count += directions * (gates * hidden * (inputs + hidden + 2) + peephole)
+    return count + config["n_outputs"] * (directions * hidden + 1)
+
+
+def check_size(config, saved_count=None):
+    """ValueError if the net ``config`` describes would hold more than ``MAX_PARAMETER_BYTES``.
+
+    With ``saved_count``, the number of weights a model file holds for the
+    net, also ValueError unless the config describes exactly that many, so
+    that a crafted config fails before anything is built from it.
+    """
+    count = _parameter_count(config)
+    if saved_count is not None and saved_count != count:
+        raise ValueError(f"the saved network config describes {count:,} weights, but the file holds "
+                         f"{saved_count:,}")
+    size = count * np.dtype(config["dtype"]).itemsize
+    if size > MAX_PARAMETER_BYTES:
+        raise ValueError(
+            f"a {config['cell']} network with hidden_size={config['hidden_size']}, "
+            f"num_layers={config['num_layers']} and {config['input_size']} input features would "
+            f"hold {count:,} weights ({size / 2**30:.1f} GiB), more than numlstm's limit of "
+            f"{MAX_PARAMETER_BYTES / 2**30:.0f} GiB (numlstm._net.MAX_PARAMETER_BYTES); lower "
+            "hidden_size or num_layers"
+        )
 
 
 def loadable_config(config):
@@ -60,6 +102,7 @@ class SequenceNet:
     """
 
     def __init__(self, config):
+        check_size(config)
         self.config = dict(config)
         cfg = self.config
         kwargs = {k: cfg[k] for k in _LSTM_ONLY} if cfg["cell"] == "lstm" else {}
@@ -109,6 +152,20 @@ class SequenceNet:
         self.layer.load_state_dict(state_dict)
         np.copyto(self.weight, head["head.weight"])
         np.copyto(self.bias, head["head.bias"])
+
+    def generator_state(self):
+        """The state of the generator that draws the dropout masks (JSON-able)."""
+        return self.layer._rng.bit_generator.state
+
+    def set_generator_state(self, state):
+        """Restore a state from :meth:`generator_state`; ValueError if it is not one."""
+        generator = self.layer._rng.bit_generator
+        if not isinstance(state, dict) or state.get("bit_generator") != type(generator).__name__:
+            raise ValueError(f"not a {type(generator).__name__} generator state: {state!r}")
+        try:
+            generator.state = state
+        except (TypeError, KeyError, OverflowError) as exc:
+            raise ValueError(f"invalid generator state ({exc})") from exc
 
     def _rows(self, out, lengths):
         """The head's input rows, and how to scatter their gradient back into ``out``."""

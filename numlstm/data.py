@@ -368,6 +368,22 @@ class Standardizer:
         tiny = 10 * np.finfo(rows.dtype).eps * np.maximum(1, np.abs(mean))
         return cls(mean, np.where(scale > tiny, scale, 1).astype(rows.dtype))
 
+    @classmethod
+    def restored(cls, mean, scale, size):
+        """A Standardizer from saved arrays, checked: ValueError unless they fit ``size`` features.
+
+        Both must be finite float arrays of shape ``(size,)`` and of one dtype,
+        with every scale above 0, so that a damaged file fails here rather
+        than turning predictions into NaN.
+        """
+        mean, scale = np.asarray(mean), np.asarray(scale)
+        for name, value in (("mean", mean), ("scale", scale)):
+            if value.shape != (size,) or value.dtype not in FLOAT_DTYPES or not np.isfinite(value).all():
+                raise ValueError(f"the saved scaling {name} must be {size} finite floats, got {value!r}")
+        if mean.dtype != scale.dtype or not (scale > 0).all():
+            raise ValueError(f"the saved scaling needs a scale above 0 of the mean's dtype, got {scale!r}")
+        return cls(mean, scale)
+
     def transform(self, values):
         """Standardize ``values`` along their last axis, keeping their dtype."""
         return ((values - self.mean) / self.scale).astype(values.dtype, copy=False)

@@ -8,6 +8,7 @@ sequence-to-one model; a target per step (y with a time dim) gives a
 sequence-to-sequence model. A DataArray in gives a DataArray out.
 """
 
+import copy
 import os
 import warnings
 from numbers import Integral, Real
@@ -15,7 +16,6 @@ from numbers import Integral, Real
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from numlstm import _backend, io
-from numlstm._net import SequenceNet, loadable_config
+from numlstm._net import SequenceNet, check_size, loadable_config
 from numlstm.data import (
     DEFAULT_DIMS,
     FLOAT_DTYPES,
@@ -34,7 +34,8 @@ from numlstm.data import (
     to_output,
 )
 from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
-from numlstm.optim import SGD, Adam, clip_grad_norm
+from numlstm.optim import SGD, Adam
+from numlstm.training import TrainingData, jsonable, target_rows, train
 
 __all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
 
@@ -114,9 +115,15 @@ _PARAMETERS_DOC = """
         resolves it (see ``device_``) and raises ValueError for "cuda"
         without a usable GPU.
     checkpoint_path : str, path-like or None, default=None
-        If set, the model is saved there (see :meth:`save`) after every epoch
-        that sets a new best validation score (with ``early_stopping``) or
-        training loss, so the file always holds the best model so far.
+        If set, a checkpoint is written there after every epoch, atomically
+        (a crash mid-write leaves the previous one). :func:`numlstm.load`
+        reads it as the model was at the best epoch so far (best validation
+        score with ``early_stopping``, else best training loss). It also holds
+        the training state, so that ``fit`` with the same path, data and
+        hyper-parameters after a crash resumes where the checkpoint left off
+        and ends with exactly the weights of an uninterrupted run (see
+        :mod:`numlstm.training`). A file there that is no numlstm model is
+        never overwritten. Never taken from a loaded file.
 
     Attributes
     ----------
@@ -195,6 +202,7 @@ class _SequenceEstimator(BaseEstimator):
         "_output_dim",
         "_output_coord",
     )
+    _EXTRA_ATTRIBUTE_KINDS = {}  # the subclasses' own saved attributes, as in _ATTRIBUTE_KINDS
 
     def __init__(
         self,
@@ -301,6 +309,15 @@ class _SequenceEstimator(BaseEstimator):
         fitted_names = getattr(self, "feature_names_in_", None)
         if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
             raise ValueError(f"X has features {list(names)}, but {type(self).__name__} was fitted on {list(fitted_names)}")
+        if (names is None) != (fitted_names is None):  # as scikit-learn warns
+            warnings.warn(
+                f"X does not have valid feature names, but {type(self).__name__} was fitted with "
+                f"feature names {list(fitted_names)}; their order is not checked"
+                if names is None else
+                f"X has feature names, but {type(self).__name__} was fitted without feature names",
+                UserWarning,
+                stacklevel=4,
+            )
         return seqs
 
     def _check_targets(self, y, seqs, *, reset):
@@ -357,13 +374,47 @@ class _SequenceEstimator(BaseEstimator):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "_net") and (partial or self.warm_start)
-        # Validation computes into locals; fitted state changes only once all of it passed,
-        # so a fit that fails on its data leaves a fitted estimator as it was.
+        # Validation computes into locals; fitted state changes only once all of it passed.
         seqs = self._check_X(X, reset=not continuing)
         targets = self._check_targets(y, seqs, reset=not continuing)
         encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
         if continuing:
             self._check_architecture()
+        restore = self._snapshot()
+        try:
+            self._set_up(seqs, targets, fitted, device, continuing=continuing, partial=partial)
+            train_rows, val = np.arange(len(seqs.lengths)), None
+            if self.early_stopping and not partial:
+                stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
+                train_rows, val = train_test_split(train_rows, test_size=self.validation_fraction,
+                                                   random_state=self._rng, stratify=stratify)
+            data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val)
+            train(self, data, partial=partial)
+        except BaseException:  # a failed or interrupted call leaves the estimator as it was
+            restore()
+            raise
+        return self
+
+    def _snapshot(self):
+        """A function that puts the estimator back as it is now, weights and optimizer included."""
+        state = self.__dict__.copy()
+        net = state.get("_net")
+        weights = None if net is None else (net.state_dict(), net.generator_state())
+        mutable = {name: copy.deepcopy(state[name])
+                   for name in ("_optimizer", "_rng", "loss_curve_", "validation_scores_") if name in state}
+
+        def restore():
+            self.__dict__.clear()
+            self.__dict__.update(state, **mutable)
+            if net is not None:
+                net.load_state_dict(weights[0])
+                net.set_generator_state(weights[1])
+
+        return restore
+
+    def _set_up(self, seqs, targets, fitted, device, *, continuing, partial):
+        """Fitted attributes, network and optimizer for a call, once its data passed validation."""
+        if continuing:
             self._net = self._net.to(device)  # the optimizer's state follows its parameters
         else:
             self.n_features_in_ = seqs.values.shape[2]
@@ -379,102 +430,9 @@ class _SequenceEstimator(BaseEstimator):
         self.device_ = device
         if not partial or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
-        x, lengths = self._scaled(seqs), seqs.lengths
-        train, val = np.arange(len(lengths)), None
         if not partial:  # each fit call holds out and tracks its own validation set
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
-        if self.early_stopping and not partial:
-            stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
-            train, val = train_test_split(train, test_size=self.validation_fraction, random_state=self._rng, stratify=stratify)
-        self._train(x, lengths, encoded, targets.values, train, val, partial=partial)
-        return self
-
-    def _train(self, x, lengths, encoded, raw, train, val, *, partial):
-        """One epoch (``partial``) or up to ``max_iter`` with stopping rules and Ctrl-C handling.
-
-        ``raw`` holds the targets as given (for validation scores), ``encoded``
-        as trained on; ``train`` and ``val`` index the sequences.
-        """
-        n_epochs = 1 if partial else self.max_iter
-        best_weights, no_improvement = None, 0
-        bar = _progress_bar(self.verbose, n_epochs, type(self).__name__)
-        converged = interrupted = False
-        if val is not None:  # the validation set is the same every epoch: index it once
-            x_val, lengths_val = x[val], lengths[val]
-            rows_val = _rows(raw, val, lengths_val, self._net.per_step)
-        try:
-            for _ in range(n_epochs):
-                loss = self._run_epoch(x, lengths, encoded, train)
-                self.n_iter_ += 1
-                self.loss_curve_.append(loss)
-                postfix = {"loss": f"{loss:.4g}"}
-                if val is None:
-                    improved, new_best = loss < self.best_loss_ - self.tol, loss < self.best_loss_
-                else:
-                    score = self._score_rows(self._net.predict(x_val, lengths_val), rows_val)
-                    self.validation_scores_.append(score)
-                    improved = score > self.best_validation_score_ + self.tol
-                    new_best = score > self.best_validation_score_
-                    if new_best:
-                        self.best_validation_score_ = score
-                        best_weights = self._net.state_dict()  # host copies, whatever the device
-                    postfix["val_score"] = f"{score:.4g}"
-                self.best_loss_ = min(self.best_loss_, loss)
-                no_improvement = 0 if improved else no_improvement + 1
-                if new_best and self.checkpoint_path is not None:
-                    self.save(self.checkpoint_path)
-                if bar is not None:
-                    bar.set_postfix(postfix)
-                    bar.update()
-                if no_improvement >= self.n_iter_no_change and not partial:
-                    converged = True
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-            warnings.warn(
-                f"{type(self).__name__}: training interrupted after {self.n_iter_} epochs; "
-                + ("the best validation weights are kept" if val is not None else "the latest weights are kept"),
-                UserWarning,
-                stacklevel=4,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        if best_weights is not None:
-            self._net.load_state_dict(best_weights)
-        if not (partial or converged or interrupted):
-            warnings.warn(
-                f"{type(self).__name__}: maximum iterations ({n_epochs}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-
-    def _run_epoch(self, x, lengths, encoded, indices):
-        """One pass over ``indices`` in seeded random order; returns the mean loss per target row."""
-        order = self._rng.permutation(indices)
-        net, total, count = self._net, 0.0, 0
-        net.layer.train()
-        try:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                batch_lengths = lengths[batch]
-                outputs, cache = net.forward(x[batch, : batch_lengths.max()], batch_lengths)
-                loss, grad = self._loss(outputs, _rows(encoded, batch, batch_lengths, net.per_step))
-                if not np.isfinite(loss):
-                    raise ValueError(
-                        f"training diverged (loss {loss}) in epoch {self.n_iter_ + 1}; "
-                        "lower learning_rate or clip_norm"
-                    )
-                grads = net.backward(grad, cache)
-                clip_grad_norm(grads, self.clip_norm)
-                self._optimizer.update_params(net.parameters(), grads)
-                total += loss * len(outputs)
-                count += len(outputs)
-        finally:
-            net.layer.eval()
-        return total / count
 
     # ---- prediction ---------------------------------------------------------------------
 
@@ -519,7 +477,7 @@ class _SequenceEstimator(BaseEstimator):
         n = len(seqs.lengths)
         if sample_weight is not None and self._net.per_step:
             sample_weight = np.repeat(np.asarray(sample_weight), seqs.lengths)
-        return self._score_rows(outputs, _rows(targets.values, np.arange(n), seqs.lengths, self._net.per_step), sample_weight)
+        return self._score_rows(outputs, target_rows(targets.values, np.arange(n), seqs.lengths, self._net.per_step), sample_weight)
 
     def inspect(self, X):
         """Per-step gate activations and states of the fitted network.
@@ -560,9 +518,12 @@ class _SequenceEstimator(BaseEstimator):
         """Save the fitted estimator to ``path`` in numlstm's safe format (no pickle).
 
         The file is a ``.npz`` archive of arrays with JSON metadata; read it
-        back with :func:`numlstm.load`. Optimizer state is not saved: a loaded
-        model predicts bit-identically, and ``partial_fit`` on it starts a fresh
-        optimizer. A ``random_state`` that is not an int is saved as None.
+        back with :func:`numlstm.load`. It is written atomically: to a
+        temporary file beside ``path``, then renamed over it, so that a crash
+        mid-write leaves the previous file whole. Optimizer state is not
+        saved: a loaded model predicts bit-identically, and ``partial_fit`` on
+        it starts a fresh optimizer. A ``random_state`` that is not an int is
+        saved as None, and ``checkpoint_path`` is not saved.
 
         Parameters
         ----------
@@ -570,18 +531,28 @@ class _SequenceEstimator(BaseEstimator):
             Written as given (no extension is added).
         """
         check_is_fitted(self)
+        io.write_model(path, *self._payload())
+
+    def _payload(self, weights=None, progress=None):
+        """The metadata and arrays :meth:`save` writes.
+
+        ``weights`` (a :meth:`SequenceNet.state_dict`) and ``progress`` (a dict
+        of fitted attributes) stand in for the current ones: a checkpoint
+        saves the estimator as it was at its best epoch.
+        """
         params = self.get_params()
         params["dims"] = list(self.dims)
         params["random_state"] = int(self.random_state) if isinstance(self.random_state, Integral) else None
-        params["checkpoint_path"] = None if self.checkpoint_path is None else os.fspath(self.checkpoint_path)
+        params["checkpoint_path"] = None  # a file never says where training writes
         attrs, arrays = {}, {}
         for name in self._SAVED:
             if not hasattr(self, name):
                 continue
-            value = getattr(self, name)
+            value = getattr(self, name) if progress is None else progress.get(name, getattr(self, name))
             if isinstance(value, SequenceNet):
-                attrs[name] = {"kind": "net", "config": _jsonable(value.config)}
-                arrays.update({f"{name}/{k}": v for k, v in value.state_dict().items()})
+                attrs[name] = {"kind": "net", "config": jsonable(value.config)}
+                state = value.state_dict() if weights is None else weights
+                arrays.update({f"{name}/{k}": v for k, v in state.items()})
             elif isinstance(value, Standardizer):
                 attrs[name] = {"kind": "standardizer"}
                 arrays[f"{name}/mean"], arrays[f"{name}/scale"] = value.mean, value.scale
@@ -589,33 +560,56 @@ class _SequenceEstimator(BaseEstimator):
                 attrs[name] = {"kind": "array", "object": value.dtype == object}
                 arrays[name] = value
             else:
-                attrs[name] = {"kind": "json", "value": _jsonable(value)}
-        metadata = {"estimator": type(self).__name__, "params": _jsonable(params), "attributes": attrs}
-        io.write_model(path, metadata, arrays)
+                attrs[name] = {"kind": "json", "value": jsonable(value)}
+        metadata = {"estimator": type(self).__name__, "params": jsonable(params), "attributes": attrs}
+        return metadata, arrays
 
     @classmethod
     def _from_saved(cls, metadata, arrays):
-        """Rebuild a fitted estimator from :func:`numlstm.io.read_model` output."""
+        """Rebuild a fitted estimator from :func:`numlstm.io.read_model` output.
+
+        Every value is checked against the schema (:data:`_ATTRIBUTE_KINDS`)
+        before anything is built from it; ``checkpoint_path`` is never taken
+        from the file.
+        """
+        for key, kind in (("params", dict), ("attributes", dict)):
+            if not isinstance(metadata.get(key), kind):
+                raise ValueError(f"the model's {key!r} must be a mapping")
         params = dict(metadata["params"])
+        if not isinstance(params.get("dims"), list):
+            raise ValueError("the saved dims must be a list")
         params["dims"] = tuple(params["dims"])
+        params["checkpoint_path"] = None
         est = cls(**params)
         est._check_params()
-        for name, spec in metadata["attributes"].items():
+        attributes = metadata["attributes"]
+        kinds = dict(_ATTRIBUTE_KINDS, **cls._EXTRA_ATTRIBUTE_KINDS)
+        for name in ("_net", "n_features_in_", "n_iter_", "loss_curve_"):
+            if name not in attributes:
+                raise ValueError(f"the model lacks {name!r}")
+        for name, spec in attributes.items():
             if name not in cls._SAVED:
                 raise ValueError(f"unexpected attribute {name!r}")
-            kind = spec["kind"]
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            if kind not in kinds[name][0]:
+                raise ValueError(f"attribute {name!r} must be saved as one of {kinds[name][0]}, not {kind!r}")
             if kind == "net":
-                value = SequenceNet(loadable_config(_checked_net_config(spec["config"])))
                 prefix = f"{name}/"
-                value.load_state_dict({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+                state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+                config = _checked_net_config(spec.get("config"))
+                check_size(config, saved_count=sum(v.size for v in state.values()))
+                value = SequenceNet(loadable_config(config))
+                value.load_state_dict(state)
             elif kind == "standardizer":
-                value = Standardizer(arrays[f"{name}/mean"], arrays[f"{name}/scale"])
+                value = (arrays[f"{name}/mean"], arrays[f"{name}/scale"])  # checked once sizes are known
             elif kind == "array":
+                if not isinstance(spec.get("object"), bool):
+                    raise ValueError(f"attribute {name!r} lacks its 'object' flag")
                 value = arrays[name].astype(object) if spec["object"] else arrays[name]
-            elif kind == "json":
-                value = spec["value"]
             else:
-                raise ValueError(f"unknown attribute kind {kind!r}")
+                value = spec.get("value")
+            if not kinds[name][1](value):
+                raise ValueError(f"attribute {name!r} has an invalid value {value!r}")
             setattr(est, name, value)
         est._check_restored()
         est._rng = check_random_state(est.random_state)
@@ -632,39 +626,50 @@ class _SequenceEstimator(BaseEstimator):
         config = self._net.config
         if config["input_size"] != self.n_features_in_ or config["n_outputs"] != self._n_outputs():
             raise ValueError("the saved network does not match the saved feature or output counts")
-        for scaler, size in ((self._x_scaler, self.n_features_in_), (getattr(self, "_y_scaler", None), config["n_outputs"])):
-            if scaler is not None and (scaler.mean.shape != (size,) or scaler.scale.shape != (size,)):
-                raise ValueError("the saved scaling does not match the network")
+        if len(self.loss_curve_) != self.n_iter_:
+            raise ValueError(f"the saved loss_curve_ has {len(self.loss_curve_)} epochs, n_iter_ says {self.n_iter_}")
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and names.shape != (self.n_features_in_,):
+            raise ValueError("the saved feature_names_in_ do not match n_features_in_")
+        for name, size in (("_x_scaler", self.n_features_in_), ("_y_scaler", config["n_outputs"])):
+            saved = getattr(self, name, None)
+            if saved is not None:
+                scaler = Standardizer.restored(*saved, size)
+                if scaler.mean.dtype != config["dtype"]:
+                    raise ValueError(f"the saved scaling is {scaler.mean.dtype}, the network {config['dtype']}")
+                setattr(self, name, scaler)
 
 
-def _rows(values, indices, lengths, per_step):
-    """Target rows of the sequences ``indices``: one per sequence, or one per valid step."""
-    values = values[indices]
-    if not per_step:
-        return values
-    steps = lengths.max()
-    return values[:, :steps][np.arange(steps) < lengths[:, None]]
+def _is_int(value, minimum=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _progress_bar(verbose, total, desc):
-    if not verbose:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:
-        raise ImportError("verbose=True shows a tqdm progress bar: pip install tqdm") from exc
-    return tqdm(total=total, desc=desc, unit="epoch")
+def _is_float_list(value):
+    return isinstance(value, list) and all(isinstance(v, float) for v in value)
 
 
-def _jsonable(value):
-    """``value`` with NumPy scalars (also inside lists, tuples and dicts) as Python ones."""
-    if isinstance(value, dict):
-        return {key: _jsonable(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    return value
+def _is_1d(value, kinds):
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in kinds
+
+
+def _is_scaler(value):
+    return value is None or isinstance(value, tuple)  # the arrays are checked by _check_restored
+
+
+# The kinds each saved attribute may be saved as, and a check of its value. None is saved as JSON.
+_ATTRIBUTE_KINDS = {
+    "n_features_in_": (("json",), lambda v: _is_int(v, 1)),
+    "feature_names_in_": (("array",), lambda v: _is_1d(v, "OU") and all(isinstance(n, str) for n in v)),
+    "loss_curve_": (("json",), _is_float_list),
+    "validation_scores_": (("json",), lambda v: v is None or _is_float_list(v)),
+    "best_loss_": (("json",), lambda v: isinstance(v, float)),
+    "best_validation_score_": (("json",), lambda v: v is None or isinstance(v, float)),
+    "n_iter_": (("json",), _is_int),
+    "_net": (("net",), lambda v: True),  # checked by SequenceNet and load_state_dict
+    "_x_scaler": (("standardizer", "json"), _is_scaler),
+    "_output_dim": (("json",), lambda v: v is None or isinstance(v, str)),
+    "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
+}
 
 
 _NET_CONFIG_TYPES = {
@@ -704,6 +709,11 @@ def _checked_net_config(config):
         raise ValueError(f"network config names an unknown device {config['device']!r}")
     if config["n_outputs"] < 1 or not 0 <= config["seed"] < np.iinfo(np.int32).max:
         raise ValueError("network config has an invalid output count or seed")
+    for key in ("input_size", "hidden_size", "num_layers"):
+        if config[key] < 1:
+            raise ValueError(f"network config {key!r} must be at least 1, got {config[key]}")
+    if not 0 <= config["dropout"] < 1:
+        raise ValueError(f"network config 'dropout' must be in [0, 1), got {config['dropout']}")
     return config
 
 
@@ -747,6 +757,8 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     _multi_output = True
     score = _SequenceEstimator.score  # RegressorMixin.score knows no per-step targets
     _SAVED = _SequenceEstimator._SAVED + ("n_outputs_", "_y_scaler")
+    _EXTRA_ATTRIBUTE_KINDS = {"n_outputs_": (("json",), lambda v: _is_int(v, 1)),
+                              "_y_scaler": (("standardizer", "json"), _is_scaler)}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -864,6 +876,10 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     _multi_output = False
     score = _SequenceEstimator.score  # ClassifierMixin.score knows no per-step targets
     _SAVED = _SequenceEstimator._SAVED + ("classes_",)
+    _EXTRA_ATTRIBUTE_KINDS = {
+        "classes_": (("array",), lambda v: _is_1d(v, "biufUO") and len(v) >= 2
+                     and np.array_equal(np.unique(v), v)),
+    }
 
     def _n_outputs(self):
         return len(self.classes_)

@@ -96,6 +96,43 @@ class _Optimizer:
     def _begin_step(self):
         pass
 
+    def state_dict(self):
+        """Host copies of the optimizer's state, for checkpoints.
+
+        Returns
+        -------
+        scalars : dict
+            The step count (Adam's ``t``), or nothing.
+        buffers : dict of str to list of ndarray
+            Each per-parameter state list (velocities, moments), in parameter order.
+        """
+        scalars = {"t": self.t} if hasattr(self, "t") else {}
+        buffers = {name: [np.array(_host(b)) for b in getattr(self, name)] for name in self._BUFFERS}
+        return scalars, buffers
+
+    def load_state_dict(self, scalars, buffers):
+        """Restore a state from :meth:`state_dict`; ValueError if it does not fit this optimizer.
+
+        The buffers go where the optimizer's own buffers live (host or device).
+        """
+        if set(scalars) != set(self.state_dict()[0]) or set(buffers) != set(self._BUFFERS):
+            raise ValueError(f"optimizer state has {sorted(scalars)} and {sorted(buffers)}, "
+                             f"not the state of {type(self).__name__}")
+        for name in self._BUFFERS:
+            own, given = getattr(self, name), buffers[name]
+            if len(given) != len(own) or any(
+                    np.shape(g) != tuple(b.shape) or np.asarray(g).dtype != np.dtype(b.dtype)
+                    or not np.isfinite(g).all() for g, b in zip(given, own)):
+                raise ValueError(f"optimizer {name} do not match the parameters")
+        if "t" in scalars:
+            t = scalars["t"]
+            if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+                raise ValueError(f"optimizer step count must be an int >= 0, got {t!r}")
+            self.t = t
+        for name in self._BUFFERS:
+            own = getattr(self, name)
+            own[:] = [_like(np.array(g), b) for g, b in zip(buffers[name], own)]
+
     def __getstate__(self):
         state = dict(self.__dict__)
         for name in self._BUFFERS:

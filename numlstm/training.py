@@ -1,0 +1,435 @@
+"""The training loop behind the estimators' ``fit`` and ``partial_fit``.
+
+A call trains for up to ``max_iter`` epochs (one for ``partial_fit``) of
+shuffled mini-batches, and stops early when the score it watches (the
+validation score with ``early_stopping``, else the training loss) has not
+improved by ``tol`` for ``n_iter_no_change`` epochs. The loop works on the
+estimator's fitted attributes; the estimator owns the data, the network, the
+loss and the scores.
+
+Divergence
+----------
+A mini-batch whose loss is not finite, or is more than
+``DIVERGENCE_FACTOR`` times the reference loss, stops training. The
+reference is the smaller of the best epoch loss so far and the call's first
+batch loss, and at least ``1e-3`` times that first loss, so that a loss that
+is already tiny does not trip the check. The weights of the best epoch so far
+(those a checkpoint holds) are then restored, with a ``ConvergenceWarning``
+naming the epoch and the batch, and the optimizer starts afresh. If no epoch
+of the call finished, the call raises ``ValueError`` and the estimator is as
+it was before the call (the estimator restores it).
+
+Checkpoints
+-----------
+With ``checkpoint_path``, every epoch ends with an atomic write of that file
+(:func:`numlstm.io.write_model`). :func:`numlstm.load` reads it as the
+estimator was at the best epoch so far. Beside that model the file holds the
+training state: the current weights, the optimizer's state, the random
+generators' states, the split into training and validation sequences, the
+epoch counters and the stopping state. ``fit`` with a ``checkpoint_path``
+that holds a checkpoint of the same fit (the same estimator class and
+hyper-parameters, ``max_iter``, ``verbose``, ``warm_start`` and
+``checkpoint_path`` aside; the same data; the same starting point) resumes
+from it, and ends with exactly the weights of an uninterrupted run. A
+checkpoint of another fit is replaced, with a warning; a file that is no
+numlstm model file is never overwritten. ``partial_fit`` writes checkpoints
+but never resumes from one.
+"""
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from numlstm import io
+from numlstm.optim import clip_grad_norm
+
+__all__ = ["DIVERGENCE_FACTOR", "TrainingData", "train", "target_rows", "jsonable"]
+
+DIVERGENCE_FACTOR = 1e4
+"""How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
+
+# Hyper-parameters that do not change what a fit computes epoch by epoch.
+_NOT_FINGERPRINTED = ("max_iter", "verbose", "warm_start", "checkpoint_path")
+# The fitted attributes the loop advances.
+_PROGRESS = ("n_iter_", "loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
+_TRAINING = "training/"  # prefix of the checkpoint arrays that are not part of the model
+
+
+@dataclass
+class TrainingData:
+    """Everything a fit trains on.
+
+    Attributes
+    ----------
+    x : ndarray of shape (n_samples, n_timesteps, n_features)
+        Scaled sequences, zero past each length.
+    lengths : ndarray of shape (n_samples,)
+    encoded : ndarray
+        Targets as trained on (scaled values or class indices).
+    raw : ndarray
+        Targets as given, for the validation score.
+    train : ndarray of int
+        Indices of the training sequences.
+    val : ndarray of int or None
+        Indices of the validation sequences (``early_stopping``).
+    """
+
+    x: np.ndarray
+    lengths: np.ndarray
+    encoded: np.ndarray
+    raw: np.ndarray
+    train: np.ndarray
+    val: np.ndarray = None
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch, batch, loss):
+        super().__init__(epoch, batch, loss)
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+
+    def __str__(self):
+        return (f"training diverged (loss {self.loss:.4g}) in epoch {self.epoch}, "
+                f"mini-batch {self.batch}")
+
+
+def train(est, data, *, partial):
+    """Run one ``fit`` (``partial=False``) or ``partial_fit`` call's epochs on ``est``.
+
+    Parameters
+    ----------
+    est : numlstm.estimators._SequenceEstimator
+        With its network, optimizer and generator set up for the call.
+    data : TrainingData
+    partial : bool
+
+    Raises
+    ------
+    ValueError
+        If training diverged before any epoch of the call finished. The
+        caller restores the estimator.
+    """
+    _Loop(est, data, partial).run()
+
+
+class _Loop:
+    """The state of one call's training: what a checkpoint saves beside the estimator's."""
+
+    def __init__(self, est, data, partial):
+        self.est, self.data, self.partial = est, data, partial
+        self.epochs = 0  # epochs finished in this call
+        self.no_improvement = 0
+        self.converged = False
+        self.best = None  # (weights, progress attributes) at the best epoch of the call
+        self.first_loss = None  # the call's first mini-batch loss
+        path = est.checkpoint_path
+        self.path = None if path is None else os.fspath(path)
+        self.fingerprint = None if self.path is None else _fingerprint(est, data)
+
+    def run(self):
+        est, val = self.est, self.data.val
+        n_epochs = 1 if self.partial else est.max_iter
+        if self.path is not None and not self.partial:
+            self._resume(n_epochs)
+        bar = _progress_bar(est.verbose, n_epochs, type(est).__name__, self.epochs)
+        interrupted = diverged = False
+        try:
+            while self.epochs < n_epochs and not self.converged:
+                postfix = self._epoch()
+                if self.path is not None:
+                    self._write_checkpoint()
+                if bar is not None:
+                    bar.set_postfix(postfix)
+                    bar.update()
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn(
+                f"{type(est).__name__}: training interrupted after {est.n_iter_} epochs; "
+                + ("the best validation weights are kept" if val is not None else "the latest weights are kept"),
+                UserWarning,
+                stacklevel=5,
+            )
+        except _Diverged as exc:
+            diverged = True
+            self._recover(exc)
+        finally:
+            if bar is not None:
+                bar.close()
+        if val is not None and self.best is not None and not diverged:
+            est._net.load_state_dict(self.best[0])
+        if not (self.partial or self.converged or interrupted or diverged):
+            warnings.warn(
+                f"{type(est).__name__}: maximum iterations ({n_epochs}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
+
+    # ---- one epoch ------------------------------------------------------------------------
+
+    def _epoch(self):
+        """Train one epoch, then update the curves and the stopping state; returns the bar's postfix."""
+        est, data = self.est, self.data
+        loss = self._run_batches()
+        est.n_iter_ += 1
+        est.loss_curve_.append(loss)
+        postfix = {"loss": f"{loss:.4g}"}
+        if data.val is None:
+            improved, new_best = loss < est.best_loss_ - est.tol, loss < est.best_loss_
+        else:
+            outputs = est._net.predict(data.x[data.val], data.lengths[data.val])
+            score = est._score_rows(outputs, target_rows(data.raw, data.val, data.lengths[data.val], est._net.per_step))
+            est.validation_scores_.append(score)
+            improved = score > est.best_validation_score_ + est.tol
+            new_best = score > est.best_validation_score_
+            if new_best:
+                est.best_validation_score_ = score
+            postfix["val_score"] = f"{score:.4g}"
+        est.best_loss_ = min(est.best_loss_, loss)
+        self.no_improvement = 0 if improved else self.no_improvement + 1
+        if new_best:  # host copies, whatever the device
+            self.best = (est._net.state_dict(), _progress(est))
+        self.epochs += 1
+        if self.no_improvement >= est.n_iter_no_change and not self.partial:
+            self.converged = True
+        return postfix
+
+    def _run_batches(self):
+        """One pass over the training sequences in seeded random order; returns the mean loss per target row."""
+        est, data = self.est, self.data
+        order = est._rng.permutation(data.train)
+        net, total, count = est._net, 0.0, 0
+        net.layer.train()
+        try:
+            for batch_number, start in enumerate(range(0, len(order), est.batch_size), 1):
+                batch = order[start : start + est.batch_size]
+                lengths = data.lengths[batch]
+                outputs, cache = net.forward(data.x[batch, : lengths.max()], lengths)
+                loss, grad = est._loss(outputs, target_rows(data.encoded, batch, lengths, net.per_step))
+                self._check_loss(loss, batch_number)
+                grads = net.backward(grad, cache)
+                clip_grad_norm(grads, est.clip_norm)
+                est._optimizer.update_params(net.parameters(), grads)
+                total += loss * len(outputs)
+                count += len(outputs)
+        finally:
+            net.layer.eval()
+        return float(total / count)
+
+    def _check_loss(self, loss, batch_number):
+        """Raise ``_Diverged`` for a loss that is not finite or has grown by orders of magnitude."""
+        if self.first_loss is None and np.isfinite(loss):
+            self.first_loss = float(loss)
+        epoch = self.est.n_iter_ + 1
+        if not np.isfinite(loss):
+            raise _Diverged(epoch, batch_number, loss)
+        reference = max(min(self.est.best_loss_, self.first_loss), 1e-3 * self.first_loss)
+        if reference > 0 and loss > DIVERGENCE_FACTOR * reference:
+            raise _Diverged(epoch, batch_number, loss)
+
+    def _recover(self, exc):
+        """After divergence: the best weights so far and a fresh optimizer, or ValueError."""
+        est = self.est
+        advice = "lower learning_rate " + ("or set clip_norm" if est.clip_norm is None else "or clip_norm")
+        if self.best is None:
+            raise ValueError(
+                f"{exc}, before any epoch of this call finished; the estimator is left as it "
+                f"was before the call. To train, {advice}"
+            ) from None
+        est._net.load_state_dict(self.best[0])
+        est._optimizer = est._make_optimizer()
+        warnings.warn(
+            f"{type(est).__name__}: {exc}; training stopped and the weights of epoch "
+            f"{self.best[1]['n_iter_']}, the best so far, were restored ({advice})",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _write_checkpoint(self):
+        """Write the estimator at its best epoch so far, and the training state, to ``self.path``."""
+        est = self.est
+        weights, progress = self.best if self.best is not None else (est._net.state_dict(), _progress(est))
+        metadata, arrays = est._payload(weights=weights, progress=progress)
+        scalars, buffers = est._optimizer.state_dict()
+        rng = est._rng.get_state(legacy=False)
+        metadata["training"] = {
+            "fingerprint": self.fingerprint,
+            "epochs": self.epochs,
+            "no_improvement": self.no_improvement,
+            "converged": self.converged,
+            "has_best": self.best is not None,
+            "first_loss": self.first_loss,
+            "progress": jsonable(_progress(est)),
+            "optimizer": scalars,
+            "rng": {key: value for key, value in rng.items() if key != "state"} | {"pos": rng["state"]["pos"]},
+            "dropout_rng": est._net.generator_state(),
+            "seed": est._net.config["seed"],
+        }
+        arrays[_TRAINING + "rng_key"] = rng["state"]["key"]
+        arrays[_TRAINING + "train"] = self.data.train
+        if self.data.val is not None:
+            arrays[_TRAINING + "val"] = self.data.val
+        arrays.update({f"{_TRAINING}weights/{name}": value for name, value in est._net.state_dict().items()})
+        for name, values in buffers.items():
+            arrays.update({f"{_TRAINING}optimizer/{name}/{i}": value for i, value in enumerate(values)})
+        io.write_model(self.path, metadata, arrays)
+
+    def _resume(self, n_epochs):
+        """Continue from the checkpoint at ``self.path`` if it is one of this fit."""
+        if not os.path.lexists(self.path):
+            return
+        try:
+            metadata, arrays = io.read_model(self.path)
+        except (ValueError, OSError) as exc:
+            raise ValueError(
+                f"checkpoint_path={self.path!r} names a file that is not a numlstm checkpoint, which "
+                f"fit will not overwrite; remove it or choose another path ({exc})"
+            ) from None
+        training = metadata.get("training")
+        if (not isinstance(training, dict) or training.get("fingerprint") != self.fingerprint
+                or not isinstance(training.get("epochs"), int) or training["epochs"] > n_epochs):
+            warnings.warn(
+                f"checkpoint_path={self.path!r} holds a model or checkpoint of another fit (other data, "
+                "hyper-parameters or starting point); this fit starts afresh and replaces it",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
+        try:
+            self._restore(metadata, arrays, training)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"checkpoint_path={self.path!r} holds a damaged checkpoint ({exc})") from None
+
+    def _restore(self, metadata, arrays, training):
+        est, data, net = self.est, self.data, self.est._net
+        train = _checked_indices(arrays[_TRAINING + "train"], len(data.lengths), "train")
+        val = arrays.get(_TRAINING + "val")
+        if (val is None) != (data.val is None):
+            raise ValueError("the validation split does not match")
+        if val is not None:
+            val = _checked_indices(val, len(data.lengths), "val")
+            if np.intersect1d(train, val).size:
+                raise ValueError("training and validation sequences overlap")
+        weights = {name[len(_TRAINING + "weights/"):]: value for name, value in arrays.items()
+                   if name.startswith(_TRAINING + "weights/")}
+        n_buffers = len(net.parameters())
+        buffers = {name: [arrays[f"{_TRAINING}optimizer/{name}/{i}"] for i in range(n_buffers)]
+                   for name in est._optimizer.state_dict()[1]}
+        progress = _checked_progress(training["progress"])
+        best = None
+        if training["has_best"] is True:
+            saved = metadata["attributes"]
+            best_weights = {name[len("_net/"):]: value for name, value in arrays.items() if name.startswith("_net/")}
+            best = (best_weights, _checked_progress({name: saved[name]["value"] for name in _PROGRESS}))
+        counters = [training[key] for key in ("epochs", "no_improvement")]
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counters):
+            raise ValueError(f"invalid epoch counters {counters}")
+        first_loss = training["first_loss"]
+        if first_loss is not None and not isinstance(first_loss, float):
+            raise ValueError(f"invalid first loss {first_loss!r}")
+        rng = training["rng"]
+        state = {"bit_generator": rng["bit_generator"], "state": {"key": arrays[_TRAINING + "rng_key"], "pos": rng["pos"]},
+                 "has_gauss": rng["has_gauss"], "gauss": rng["gauss"]}
+        # every check passed: nothing changes before this point
+        if best is not None:
+            net.load_state_dict(best[0])  # checks the best weights too
+        net.load_state_dict(weights)
+        est._optimizer.load_state_dict(training["optimizer"], buffers)
+        net.set_generator_state(training["dropout_rng"])
+        est._rng.set_state(state)
+        net.config["seed"] = int(training["seed"])
+        for name, value in progress.items():
+            setattr(est, name, value)
+        data.train, data.val = train, val
+        self.epochs, self.no_improvement = counters
+        self.converged = training["converged"] is True
+        self.best, self.first_loss = best, first_loss
+
+
+def _progress(est):
+    """Copies of the fitted attributes the loop advances."""
+    return {name: (list(value) if isinstance(value, list) else value)
+            for name, value in ((name, getattr(est, name)) for name in _PROGRESS)}
+
+
+def _checked_progress(progress):
+    """Progress attributes read back from a checkpoint, type-checked."""
+    if not isinstance(progress, dict) or set(progress) != set(_PROGRESS):
+        raise ValueError("the saved progress attributes are incomplete")
+    n_iter, losses, scores = progress["n_iter_"], progress["loss_curve_"], progress["validation_scores_"]
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or not isinstance(losses, list):
+        raise ValueError("invalid n_iter_ or loss_curve_")
+    for values in (losses, scores or []):
+        if not all(isinstance(v, float) for v in values):
+            raise ValueError("the saved curves must hold floats")
+    if not isinstance(progress["best_loss_"], float):
+        raise ValueError("invalid best_loss_")
+    if (scores is None) != (progress["best_validation_score_"] is None):
+        raise ValueError("invalid validation scores")
+    return {name: (list(value) if isinstance(value, list) else value) for name, value in progress.items()}
+
+
+def _checked_indices(values, n, name):
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "iu" or len(np.unique(values)) != len(values) \
+            or (values.size and not 0 <= values.min() <= values.max() < n):
+        raise ValueError(f"invalid {name} indices")
+    return values.astype(np.intp)
+
+
+def _fingerprint(est, data):
+    """A digest of what decides the fit's course: class, hyper-parameters, data and starting point.
+
+    The split into training and validation sequences and a fresh fit's
+    initial weights are left out: a resumed fit takes them from the
+    checkpoint, so that a fit without an int ``random_state`` resumes too.
+    """
+    digest = hashlib.sha256()
+    params = {k: v for k, v in est.get_params().items() if k not in _NOT_FINGERPRINTED}
+    params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
+    digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_], sort_keys=True,
+                             default=repr).encode())
+    arrays = [data.x, data.lengths, data.encoded]
+    if est.n_iter_:  # a warm start: the weights it starts from
+        arrays += list(est._net.state_dict().values())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.view(np.uint8).reshape(-1) if a.size else b"")
+    return digest.hexdigest()
+
+
+def target_rows(values, indices, lengths, per_step):
+    """Target rows of the sequences ``indices``: one per sequence, or one per valid step."""
+    values = values[indices]
+    if not per_step:
+        return values
+    steps = lengths.max()
+    return values[:, :steps][np.arange(steps) < lengths[:, None]]
+
+
+def _progress_bar(verbose, total, desc, initial):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError("verbose=True shows a tqdm progress bar: pip install tqdm") from exc
+    return tqdm(total=total, desc=desc, unit="epoch", initial=initial)
+
+
+def jsonable(value):
+    """``value`` with NumPy scalars (also inside lists, tuples and dicts) as Python ones."""
+    if isinstance(value, dict):
+        return {key: jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value
