@@ -10,21 +10,13 @@ import math
 import numpy as np
 
 from numlstm import _backend
+from numlstm.io import MAX_MODEL_BYTES
 from numlstm.layers import GRU, LSTM, RNN, no_grad
 
-__all__ = ["SequenceNet", "loadable_config", "check_size", "MAX_PARAMETER_BYTES"]
+__all__ = ["SequenceNet", "loadable_config", "check_size"]
 
 _LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 _LSTM_ONLY = ("peephole", "coupled", "forget_bias")
-
-MAX_PARAMETER_BYTES = 2**31
-"""The most bytes of weights an estimator's network may hold (2 GiB).
-
-:func:`check_size` refuses larger networks before any array is allocated, so
-that a mistyped ``num_layers`` or a crafted model file fails at once with a
-``ValueError`` instead of exhausting memory or building for minutes.
-"""
-
 
 def _parameter_count(config):
     """The number of weights of the net ``config`` describes, counted from the shapes."""
@@ -39,7 +31,12 @@ def _parameter_count(config):
 
 
 def check_size(config, saved_count=None):
-    """ValueError if the net ``config`` describes would hold more than ``MAX_PARAMETER_BYTES``.
+    """ValueError if the net ``config`` describes would hold more than ``MAX_MODEL_BYTES`` of weights.
+
+    The cap (:data:`numlstm.io.MAX_MODEL_BYTES`, 2 GiB) is the one a model file
+    is read under. It is checked before any array is allocated, so that a
+    mistyped ``num_layers`` or a crafted model file fails at once instead of
+    exhausting memory or building for minutes.
 
     With ``saved_count``, the number of weights a model file holds for the
     net, also ValueError unless the config describes exactly that many, so
@@ -50,12 +47,12 @@ def check_size(config, saved_count=None):
         raise ValueError(f"the saved network config describes {count:,} weights, but the file holds "
                          f"{saved_count:,}")
     size = count * np.dtype(config["dtype"]).itemsize
-    if size > MAX_PARAMETER_BYTES:
+    if size > MAX_MODEL_BYTES:
         raise ValueError(
             f"a {config['cell']} network with hidden_size={config['hidden_size']}, "
             f"num_layers={config['num_layers']} and {config['input_size']} input features would "
             f"hold {count:,} weights ({size / 2**30:.1f} GiB), more than numlstm's limit of "
-            f"{MAX_PARAMETER_BYTES / 2**30:.0f} GiB (numlstm._net.MAX_PARAMETER_BYTES); lower "
+            f"{MAX_MODEL_BYTES / 2**30:.0f} GiB (numlstm.io.MAX_MODEL_BYTES); lower "
             "hidden_size or num_layers"
         )
 
