@@ -1,17 +1,30 @@
-"""Sequence data for the estimators: validation, lengths, scaling and windows.
+"""Sequence data for the estimators: validation, lengths, gaps, scaling and windows.
 
-Sequences come in three forms:
+Sequences come in four forms:
 
 * a 3-D array ``(n_samples, n_timesteps, n_features)``;
 * a 2-D array ``(n_samples, n_timesteps)``, read as univariate sequences;
+* a list of per-sequence arrays of different lengths, each ``(time,)`` or
+  ``(time, feature)`` (:func:`pad` turns one into a padded array);
 * an :class:`xarray.DataArray` with named dims, in any order.
 
-A time step whose features are all NaN is padding. Padding may only trail a
-sequence, which is what aligning DataArrays of different lengths produces; a
-NaN anywhere else, or an infinite value, is an error. :func:`check_sequences`
-turns any of the forms into a :class:`Sequences`: a C-contiguous float array
-with zeros at the padded steps, the valid length of each sequence, and the
-DataArray coords needed to label the outputs.
+The alignment rule: a time step whose features are all NaN, before a
+sequence's first observed step or after its last, is padding. So sequences
+may be start-aligned (trailing NaN, what aligning DataArrays of different
+lengths produces), end-aligned (leading NaN, records that end on the same
+date but start on different ones), or both. The one exception is a plain 2-D
+array, whose columns scikit-learn treats as a fixed set: there column ``t``
+is step ``t`` of every sequence, so only trailing NaN pads. A NaN between a sequence's first
+and last observed steps, or in some but not all features of a step, is a
+missing value: the ``missing`` argument of :func:`check_sequences` says
+whether that is an error (the default) or a gap that :func:`fill_missing`
+fills. An infinite value is always an error.
+
+:func:`check_sequences` turns any of the forms into a :class:`Sequences`: a
+C-contiguous float array in which every sequence starts at step 0 (the
+kernels' layout), with zeros at the padded steps, the valid length and the
+leading padding of each sequence, and the DataArray coords needed to label
+the outputs.
 """
 
 import warnings
@@ -24,11 +37,14 @@ from sklearn.utils import check_array
 
 __all__ = [
     "DEFAULT_DIMS",
+    "MISSING",
     "Sequences",
     "Targets",
     "Standardizer",
     "check_sequences",
     "check_targets",
+    "fill_missing",
+    "pad",
     "to_output",
     "sliding_windows",
 ]
@@ -37,6 +53,9 @@ DEFAULT_DIMS = ("sample", "time", "feature")
 """Default names of the sample, time and feature dims of a DataArray."""
 
 FLOAT_DTYPES = (np.float64, np.float32)
+
+MISSING = ("error", "mask", "ffill")
+"""What a NaN inside a sequence may mean: see :func:`check_sequences` and :func:`fill_missing`."""
 
 
 @dataclass(frozen=True)
@@ -55,17 +74,33 @@ class Sequences:
     coords : dict
         Coordinate values of the dims that the input DataArray had coords
         for, keyed by dim name.
+    offsets : ndarray of shape (n_samples,), dtype int64
+        Padded steps that led each sequence in the input (0 for a
+        start-aligned one): input step ``offsets[i] + t`` is step ``t`` of
+        ``values[i]``.
+    n_columns : int or None
+        The column count of a plain 2-D array X (its time steps), None for
+        the other forms.
+    has_gaps : bool
+        Whether ``values`` holds NaN at missing values inside sequences.
     """
 
     values: np.ndarray
     lengths: np.ndarray
     dims: tuple | None = None
     coords: dict = field(default_factory=dict)
+    offsets: np.ndarray | None = None
+    n_columns: int | None = None
+    has_gaps: bool = False
 
     @property
     def mask(self):
-        """Boolean ndarray of shape (n_samples, n_timesteps), True at valid steps."""
+        """Boolean ndarray of shape (n_samples, n_timesteps), True at valid steps (start-aligned)."""
         return np.arange(self.values.shape[1]) < self.lengths[:, None]
+
+    def to_input_steps(self, values):
+        """Per-step ``values`` (n_samples, n_timesteps, ...) moved from start-aligned to the input's steps."""
+        return _shift(values, self.offsets, back=True)
 
 
 @dataclass(frozen=True)
@@ -84,12 +119,17 @@ class Targets:
         no outputs axis (predictions then drop it).
     output_coord : ndarray or None
         Coordinate values of the outputs axis of a DataArray y.
+    observed : ndarray of shape (n_samples, n_timesteps) or None
+        For per-step targets: True at the valid steps whose target is known.
+        A NaN target (or a None label) at a valid step is left out of the
+        loss and the scores.
     """
 
     values: np.ndarray
     per_step: bool
     output_dim: str | None = None
     output_coord: np.ndarray | None = None
+    observed: np.ndarray | None = None
 
 
 def _check_dims(dims):
@@ -123,40 +163,151 @@ def _from_dataarray(X, dims):
     return X.values, coords
 
 
-def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X"):
-    """Validate sequences and find their lengths from trailing-NaN padding.
+def _shift(values, offsets, *, back=False):
+    """Roll each sequence's steps left by its offset (start-aligned), or right again with ``back``."""
+    if offsets is None or not offsets.any():
+        return values
+    steps = np.arange(values.shape[1])
+    index = (steps - offsets[:, None] if back else steps + offsets[:, None]) % values.shape[1]
+    return np.take_along_axis(values, index.reshape(index.shape + (1,) * (values.ndim - 2)), axis=1)
+
+
+def _is_sequence_list(X):
+    """Whether X is a list or tuple of per-sequence arrays (not a nested list of numbers)."""
+    return (isinstance(X, (list, tuple)) and len(X) > 0
+            and all(isinstance(x, (np.ndarray, list, tuple, xr.DataArray)) for x in X)
+            and len({np.shape(x) for x in X}) > 1)
+
+
+def pad(sequences, *, align="start", dims=None, dtype=None):
+    """Stack sequences of different lengths into one NaN-padded array.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_timesteps[, n_features]) or xarray.DataArray
+    sequences : list of array-like
+        One array per sequence, each ``(time,)`` or ``(time, feature)``, with
+        the same number of features.
+    align : {"start", "end"}, default="start"
+        Where the sequences line up: at their first step (padding trails) or
+        at their last (padding leads, as for records that end on one date).
+    dims : tuple of str or None, default=None
+        If given, the ``(sample, time, feature)`` names of a DataArray to
+        return instead of an array (univariate sequences keep a feature dim
+        of size 1).
+    dtype : dtype or None, default=None
+        Of the result; by default float64, or float32 if every sequence is
+        float32.
+
+    Returns
+    -------
+    ndarray of shape (n_sequences, max_time, n_features), or xarray.DataArray
+        NaN at the padded steps. Univariate sequences give ``(n_sequences,
+        max_time, 1)``.
+
+    Examples
+    --------
+    >>> pad([np.array([1.0, 2.0, 3.0]), np.array([4.0])])[..., 0]
+    array([[ 1.,  2.,  3.],
+           [ 4., nan, nan]])
+    """
+    if align not in ("start", "end"):
+        raise ValueError(f"align must be 'start' or 'end', got {align!r}")
+    if not isinstance(sequences, (list, tuple)) or not sequences:
+        raise ValueError("sequences must be a non-empty list of arrays, one per sequence")
+    arrays = [np.asarray(x) for x in sequences]
+    for i, a in enumerate(arrays):
+        if a.ndim not in (1, 2) or a.shape[0] == 0 or a.dtype.kind not in "fiub":
+            raise ValueError(
+                f"sequence {i} must be a non-empty numeric (time,) or (time, feature) array, got "
+                f"dtype {a.dtype} and shape {a.shape}"
+            )
+    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+    n_features = {a.shape[1] for a in arrays}
+    if len(n_features) > 1:
+        raise ValueError(f"sequences must have the same number of features, got {sorted(n_features)}")
+    if dtype is None:
+        dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    out = np.full((len(arrays), max(len(a) for a in arrays), n_features.pop()), np.nan, dtype)
+    for row, a in zip(out, arrays):
+        if align == "start":
+            row[: len(a)] = a
+        else:
+            row[len(row) - len(a) :] = a
+    if dims is None:
+        return out
+    return xr.DataArray(out, dims=_check_dims(dims))
+
+
+def _check_single_series(X, input_name):
+    """ValueError with advice for a 1-D X; a warning for a one-column DataFrame."""
+    ndim = getattr(X, "ndim", None)
+    if ndim is None and isinstance(X, (list, tuple)):
+        ndim = np.ndim(X) if all(np.ndim(x) == 0 for x in X) else None
+    if ndim == 1:
+        raise ValueError(
+            f"{input_name} is 1-D, one value per step of a single series; numlstm learns from many "
+            "sequences (sample, time[, feature]). Reshape your data: to forecast a single series, cut it into windows "
+            "with numlstm.data.sliding_windows(series, window); to pass it as one sequence, use "
+            f"{input_name}[None, :]"
+        )
+    if getattr(X, "columns", None) is not None and len(X.columns) == 1:
+        warnings.warn(
+            f"{input_name} is a one-column DataFrame, read as {len(X)} sequences of one step each. "
+            "For a single series, cut it into windows with numlstm.data.sliding_windows; for "
+            f"sequences, pass a 2-D array (sample, time) or a 3-D one",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error"):
+    """Validate sequences and find where each starts and ends from its NaN padding.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_timesteps[, n_features]), list of arrays or xarray.DataArray
         The sequences. A DataArray must have the sample and time dims and may
-        have the feature dim, in any order.
+        have the feature dim, in any order. A list holds one ``(time,)`` or
+        ``(time, feature)`` array per sequence (see :func:`pad`).
     dims : tuple of str, default=("sample", "time", "feature")
         Names of the sample, time and feature dims of a DataArray.
     dtype : dtype or tuple of dtypes, default=(float64, float32)
         Accepted float dtype(s); other inputs are converted to the first.
     input_name : str, default="X"
         Name used in error messages.
+    missing : {"error", "mask", "ffill"}, default="error"
+        What a NaN inside a sequence (between its first and last observed
+        steps, or in some but not all features of a step) is: an error, or
+        a gap that stays NaN in ``values`` for :func:`fill_missing`.
 
     Returns
     -------
     Sequences
+        Start-aligned: step 0 of each sequence is its first observed step.
 
     Raises
     ------
     TypeError
         For sparse or non-numeric input.
     ValueError
-        For wrong dims or shapes, an empty input, an infinite value, a NaN that
-        does not pad the end of a sequence, or a sequence with no valid step.
+        For wrong dims or shapes, a 1-D X, an empty input, an infinite value,
+        a NaN inside a sequence with ``missing="error"``, or a sequence with
+        no observed step.
     """
     dims = _check_dims(dims)
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
     coords = {}
     from_xarray = isinstance(X, xr.DataArray)
+    plain = not from_xarray
     if from_xarray:
         X, coords = _from_dataarray(X, dims)
     elif isinstance(X, xr.Dataset):
         raise TypeError(f"{input_name} must be an array or a DataArray, not a Dataset; select one variable")
+    elif _is_sequence_list(X):
+        X, plain = pad(list(X)), False
+    else:
+        _check_single_series(X, input_name)
     values = check_array(
         X,
         dtype=dtype,
@@ -166,7 +317,9 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X")
         ensure_min_features=1,
         input_name=input_name,
     )
+    n_columns = None
     if values.ndim == 2:
+        n_columns = values.shape[1] if plain else None
         values = values[:, :, None]
     elif values.ndim != 3:
         raise ValueError(
@@ -180,32 +333,77 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X")
             "and one feature"
         )
     if np.isinf(values).any():
-        raise ValueError(f"{input_name} contains inf; only finite values and trailing NaN padding are allowed")
+        raise ValueError(f"{input_name} contains inf; only finite values and NaN padding are allowed")
     nan = np.isnan(values)
     lengths = np.full(n_samples, n_timesteps, dtype=np.int64)
+    offsets = np.zeros(n_samples, dtype=np.int64)
+    has_gaps = False
     if nan.any():
-        padded = nan.all(axis=2)
-        partial = nan.any(axis=2) & ~padded
-        if partial.any():
-            i, t = np.argwhere(partial)[0]
-            raise ValueError(
-                f"{input_name} contains NaN in some but not all features of a time step "
-                f"(sample {i}, step {t}); a padded step must be NaN in every feature"
-            )
-        lengths = (~padded).sum(axis=1)
-        valid = np.arange(n_timesteps) < lengths[:, None]
-        if (valid == padded).any():
-            i, t = np.argwhere(valid == padded)[0]
-            raise ValueError(
-                f"{input_name} contains NaN inside a sequence (sample {i}, step {t}); NaN may "
-                "only pad the end of a sequence"
-            )
-        if (lengths == 0).any():
-            i = int(np.argmin(lengths))
+        observed = ~nan.all(axis=2)
+        if not observed.any(axis=1).all():
+            i = int(np.argmin(observed.any(axis=1)))
             raise ValueError(f"{input_name} contains a sequence that is all NaN (sample {i})")
-        values = np.where(padded[:, :, None], 0, values).astype(values.dtype, copy=False)
+        # the columns of a plain 2-D X are fixed steps from each sequence's start (see pad for
+        # end-aligned ones): a leading NaN there is a missing value, not padding
+        offsets = np.zeros(n_samples, np.int64) if n_columns is not None else observed.argmax(axis=1)
+        lengths = n_timesteps - observed[:, ::-1].argmax(axis=1) - offsets
+        steps = np.arange(n_timesteps)
+        inside = (steps >= offsets[:, None]) & (steps < (offsets + lengths)[:, None])
+        gaps = nan.any(axis=2) & inside
+        if gaps.any():
+            if missing == "error":
+                i, t = np.argwhere(gaps)[0]
+                where = ("the end of a sequence: the columns of a 2-D X are steps from each sequence's "
+                         "start (for end-aligned sequences pass a 3-D X, a list or a DataArray)"
+                         if n_columns is not None else "the start or the end of a sequence")
+                raise ValueError(
+                    f"{input_name} contains NaN inside a sequence (sample {i}, step {t}). NaN may pad "
+                    f"{where}, in every feature of a step; for gaps in the data, set missing='mask' or "
+                    "missing='ffill'"
+                )
+            has_gaps = True
+        values = _shift(np.where(inside[:, :, None], values, 0), offsets).astype(values.dtype, copy=False)
     values = np.ascontiguousarray(values)
-    return Sequences(values, lengths, dims if from_xarray else None, coords)
+    return Sequences(values, lengths, dims if from_xarray else None, coords, offsets, n_columns, has_gaps)
+
+
+def fill_missing(values, mask, how):
+    """Fill the NaN gaps that :func:`check_sequences` left in start-aligned ``values``.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_samples, n_timesteps, n_features)
+        Standardized values, NaN at missing values (0 at padding).
+    mask : ndarray of shape (n_samples, n_timesteps)
+        True at the valid steps.
+    how : {"error", "mask", "ffill"}
+        ``"mask"``: missing values become 0 (the feature's mean once
+        standardized) and a missingness indicator per feature, 1 where the
+        value was observed, is appended to the features, as GRU-D does (Che
+        et al. 2018). ``"ffill"``: each missing value takes the feature's last
+        observed value in its sequence, or, before the first, the next one;
+        0 if the feature is never observed in the sequence. ``"error"``:
+        ``values`` has no gaps and comes back as it is.
+
+    Returns
+    -------
+    ndarray
+        ``(n_samples, n_timesteps, 2 * n_features)`` for ``"mask"``, else
+        the shape of ``values``; no NaN.
+    """
+    if how == "error":
+        return values
+    nan = np.isnan(values)
+    if how == "mask":
+        indicator = (~nan & mask[:, :, None]).astype(values.dtype)
+        return np.ascontiguousarray(np.concatenate([np.where(nan, 0, values), indicator], axis=2))
+    steps = np.arange(values.shape[1])[None, :, None]
+    last = np.maximum.accumulate(np.where(nan, 0, steps), axis=1)
+    filled = np.take_along_axis(values, last, axis=1)
+    following = np.minimum.accumulate(np.where(np.isnan(filled), values.shape[1] - 1, steps)[:, ::-1], axis=1)[:, ::-1]
+    filled = np.take_along_axis(filled, following, axis=1)
+    filled = np.where(np.isnan(filled) | ~mask[:, :, None], 0, filled)
+    return np.ascontiguousarray(filled.astype(values.dtype, copy=False))
 
 
 def _targets_from_dataarray(y, seqs, dims):
@@ -233,8 +431,10 @@ def check_targets(y, seqs, *, dims=DEFAULT_DIMS, numeric=True, multi_output=True
 
     Sequence-to-one targets are ``(n_samples,)`` or ``(n_samples, n_outputs)``.
     Per-step targets have a time dim: a DataArray with the time dim, or a 3-D
-    array ``(n_samples, n_timesteps, n_outputs)``. Per-step values at padded
-    steps are ignored.
+    array ``(n_samples, n_timesteps, n_outputs)``, on the input's steps (they
+    are start-aligned here like the sequences). Per-step values at padded
+    steps are ignored, and a NaN (or None label) at a valid step is a target
+    that is not known: :attr:`Targets.observed` leaves it out.
 
     Parameters
     ----------
@@ -295,6 +495,13 @@ def check_targets(y, seqs, *, dims=DEFAULT_DIMS, numeric=True, multi_output=True
                 stacklevel=3,
             )
         output_dim, output_coord = None, None
+    observed = None
+    if per_step:
+        values = _shift(values, seqs.offsets)
+        unknown = _is_missing(values).any(axis=2) if values.dtype.kind in "fcO" else np.zeros(seqs.mask.shape, bool)
+        observed = seqs.mask & ~unknown
+        if not observed.any():
+            raise ValueError("y has no known target at any valid step (all NaN)")
     if numeric:
         values = check_array(
             values.reshape(values.shape[0], -1),
@@ -302,14 +509,21 @@ def check_targets(y, seqs, *, dims=DEFAULT_DIMS, numeric=True, multi_output=True
             ensure_all_finite=False,
             input_name="y",
         ).reshape(values.shape)
-        valid = values[seqs.mask] if per_step else values
+        valid = values[observed] if per_step else values
         if np.isnan(valid).any():
-            raise ValueError("Input y contains NaN")
+            raise ValueError("Input y contains NaN: a target per sequence must be known (per-step targets may be NaN)")
         if np.isinf(valid).any():
             raise ValueError("Input y contains inf")
         if per_step:
-            values = np.where(seqs.mask[:, :, None], values, 0).astype(values.dtype, copy=False)
-    return Targets(values, per_step, output_dim, output_coord)
+            values = np.where(observed[:, :, None], values, 0).astype(values.dtype, copy=False)
+    return Targets(values, per_step, output_dim, output_coord, observed)
+
+
+def _is_missing(values):
+    """NaN, or None in an object array: an unknown target."""
+    if values.dtype.kind != "O":
+        return np.isnan(values)
+    return np.vectorize(lambda v: v is None or (isinstance(v, float) and v != v), otypes=[bool])(values)
 
 
 def to_output(values, seqs, *, per_step, output_dim=None, output_coord=None):
@@ -360,11 +574,26 @@ class Standardizer:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, rows):
-        """Learn mean and scale from ``rows`` of shape (n_rows, n_features) (padding left out)."""
+    def fit(cls, rows, weights=None):
+        """Learn mean and scale from ``rows`` of shape (n_rows, n_features) (padding left out).
+
+        ``weights`` (one per row) make them a weighted mean and standard
+        deviation, so that a weight of 2 acts as a repeated row. NaN
+        (missing values) are left out; a feature never observed gets mean 0
+        and scale 1.
+        """
         rows = np.asarray(rows)
-        mean = rows.mean(axis=0)
-        scale = rows.std(axis=0)
+        nan = np.isnan(rows)
+        if weights is None and not nan.any():
+            mean, scale = rows.mean(axis=0), rows.std(axis=0)
+        else:
+            w = (np.ones(len(rows)) if weights is None else np.asarray(weights, np.float64))[:, None] * ~nan
+            values = np.where(nan, 0, rows)
+            total = w.sum(axis=0)
+            total = np.where(total > 0, total, 1)
+            mean = (w * values).sum(axis=0) / total
+            scale = np.sqrt((w * (values - mean) ** 2).sum(axis=0) / total)
+            mean, scale = mean.astype(rows.dtype), scale.astype(rows.dtype)
         tiny = 10 * np.finfo(rows.dtype).eps * np.maximum(1, np.abs(mean))
         return cls(mean, np.where(scale > tiny, scale, 1).astype(rows.dtype))
 

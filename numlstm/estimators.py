@@ -21,21 +21,23 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from numlstm import _backend, io
 from numlstm._net import SequenceNet, check_size, loadable_config
 from numlstm.data import (
+    MISSING,
     DEFAULT_DIMS,
     FLOAT_DTYPES,
     Standardizer,
     check_sequences,
     check_targets,
+    fill_missing,
     to_output,
 )
 from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
 from numlstm.optim import SGD, Adam
-from numlstm.training import TrainingData, jsonable, target_rows, train
+from numlstm.training import TrainingData, jsonable, train
 
 __all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
 
@@ -71,8 +73,9 @@ _PARAMETERS_DOC = """
         Maximum number of epochs per call to ``fit``.
     optimizer : {"adam", "sgd"}, default="adam"
         :class:`numlstm.optim.Adam` or :class:`numlstm.optim.SGD`.
-    learning_rate : float, default=1e-3
-        Step size.
+    learning_rate : float, default=1e-2
+        Step size. The default suits small networks on small data (see
+        ``docs/estimators.md``); lower it for large networks.
     momentum : float, default=0.9
         SGD momentum.
     nesterov : bool, default=False
@@ -95,6 +98,14 @@ _PARAMETERS_DOC = """
         with ``early_stopping``, else of the training loss.
     tol : float, default=1e-4
         Smallest improvement that counts.
+    missing : {"error", "mask", "ffill"}, default="error"
+        What a NaN inside a sequence (a gap, or a NaN in some but not all
+        features of a step) means. "error": it is an error. "mask": it is
+        filled with the feature's mean and a per-feature missingness
+        indicator (1 where observed) is added to the input, as GRU-D does
+        (Che et al. 2018). "ffill": it takes the feature's last observed
+        value in the sequence (the next one before the first). Leading and
+        trailing NaN steps are padding whatever this says.
     standardize : bool, default=True
         Standardize each input feature%(target_note)s with a mean and scale
         learned in ``fit`` (over valid steps only) and applied in ``predict``.
@@ -179,6 +190,7 @@ class _SequenceEstimator(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "missing": [StrOptions(set(MISSING))],
         "standardize": ["boolean"],
         "dims": [tuple],
         "random_state": ["random_state"],
@@ -201,6 +213,8 @@ class _SequenceEstimator(BaseEstimator):
         "_x_scaler",
         "_output_dim",
         "_output_coord",
+        "_missing",
+        "_fit_columns",
     )
     _EXTRA_ATTRIBUTE_KINDS = {}  # the subclasses' own saved attributes, as in _ATTRIBUTE_KINDS
 
@@ -218,7 +232,7 @@ class _SequenceEstimator(BaseEstimator):
         batch_size=32,
         max_iter=100,
         optimizer="adam",
-        learning_rate=1e-3,
+        learning_rate=1e-2,
         momentum=0.9,
         nesterov=False,
         weight_decay=0.0,
@@ -227,6 +241,7 @@ class _SequenceEstimator(BaseEstimator):
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
+        missing="error",
         standardize=True,
         dims=DEFAULT_DIMS,
         random_state=None,
@@ -255,6 +270,7 @@ class _SequenceEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.missing = missing
         self.standardize = standardize
         self.dims = dims
         self.random_state = random_state
@@ -296,29 +312,40 @@ class _SequenceEstimator(BaseEstimator):
     def _check_X(self, X, *, reset):
         """Validate X; unless ``reset`` (a new fit, which records them later), check its features."""
         dtype = FLOAT_DTYPES if reset else self._net.config["dtype"]
-        seqs = check_sequences(X, dims=self.dims, dtype=dtype)
+        seqs = check_sequences(X, dims=self.dims, dtype=dtype, missing=self.missing if reset else self._missing)
         if reset:
             return seqs
-        n_features = seqs.values.shape[2]
-        names = self._feature_names(seqs)
-        if n_features != self.n_features_in_:
+        name, step_features = type(self).__name__, self._step_features()
+        if seqs.n_columns is not None and self._fit_columns and seqs.n_columns != self.n_features_in_:
             raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input"
+                f"X has {seqs.n_columns} features, but {name} is expecting {self.n_features_in_} "
+                f"features as input: it was fitted on a 2-D X of univariate sequences of "
+                f"{self.n_features_in_} steps. For sequences of other lengths, pass a 3-D X "
+                "(sample, time, 1) or a list of sequences"
             )
+        if seqs.values.shape[2] != step_features:
+            raise ValueError(
+                f"X has {seqs.values.shape[2]} features, but {name} is expecting {step_features} "
+                "features as input"
+            )
+        names = self._feature_names(seqs)
         fitted_names = getattr(self, "feature_names_in_", None)
         if names is not None and fitted_names is not None and not np.array_equal(names, fitted_names):
-            raise ValueError(f"X has features {list(names)}, but {type(self).__name__} was fitted on {list(fitted_names)}")
+            raise ValueError(f"X has features {list(names)}, but {name} was fitted on {list(fitted_names)}")
         if (names is None) != (fitted_names is None):  # as scikit-learn warns
             warnings.warn(
-                f"X does not have valid feature names, but {type(self).__name__} was fitted with "
+                f"X does not have valid feature names, but {name} was fitted with "
                 f"feature names {list(fitted_names)}; their order is not checked"
                 if names is None else
-                f"X has feature names, but {type(self).__name__} was fitted without feature names",
+                f"X has feature names, but {name} was fitted without feature names",
                 UserWarning,
                 stacklevel=4,
             )
         return seqs
+
+    def _step_features(self):
+        """Features per time step of the fitted model's input, before any missingness indicators."""
+        return self._net.config["input_size"] // (2 if self._missing == "mask" else 1)
 
     def _check_targets(self, y, seqs, *, reset):
         targets = check_targets(y, seqs, dims=self.dims, numeric=self._numeric_targets, multi_output=self._multi_output)
@@ -330,16 +357,19 @@ class _SequenceEstimator(BaseEstimator):
     # ---- model --------------------------------------------------------------------------
 
     def _scaled(self, seqs):
-        return seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
+        """The network's input: standardized values with their gaps filled as ``missing`` says."""
+        values = seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
+        return fill_missing(values, seqs.mask, self._missing) if seqs.has_gaps or self._missing == "mask" else values
 
-    def _build(self, seqs, n_outputs, per_step, device):
+    def _build(self, seqs, n_outputs, per_step, device, sample_weight):
         """Fresh random state, input scaling and network (on the resolved ``device``) for a new fit."""
         self._rng = check_random_state(self.random_state)
-        self._x_scaler = Standardizer.fit(seqs.values[seqs.mask]) if self.standardize else None
+        step_weights = None if sample_weight is None else np.repeat(sample_weight, seqs.lengths)
+        self._x_scaler = Standardizer.fit(seqs.values[seqs.mask], step_weights) if self.standardize else None
         config = {name: getattr(self, name) for name in ("cell", "hidden_size", "num_layers", "bidirectional")}
         config.update(
             device=device,
-            input_size=seqs.values.shape[2],
+            input_size=seqs.values.shape[2] * (2 if self.missing == "mask" else 1),
             dropout=float(self.dropout),
             dtype=seqs.values.dtype.name,
             seed=int(self._rng.randint(np.iinfo(np.int32).max - 1)),
@@ -370,25 +400,31 @@ class _SequenceEstimator(BaseEstimator):
 
     # ---- training -----------------------------------------------------------------------
 
-    def _fit(self, X, y, *, partial, classes=None):
+    def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "_net") and (partial or self.warm_start)
+        if continuing and self.missing != self._missing:
+            raise ValueError(f"cannot continue training after changing missing from {self._missing!r} to "
+                             f"{self.missing!r}; set warm_start=False to start afresh")
         # Validation computes into locals; fitted state changes only once all of it passed.
         seqs = self._check_X(X, reset=not continuing)
         targets = self._check_targets(y, seqs, reset=not continuing)
-        encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes)
+        sample_weight = _checked_sample_weight(sample_weight, seqs)
+        encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes,
+                                               sample_weight=sample_weight)
         if continuing:
             self._check_architecture()
         restore = self._snapshot()
         try:
-            self._set_up(seqs, targets, fitted, device, continuing=continuing, partial=partial)
+            self._set_up(seqs, targets, fitted, device, sample_weight, continuing=continuing, partial=partial)
             train_rows, val = np.arange(len(seqs.lengths)), None
             if self.early_stopping and not partial:
                 stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
                 train_rows, val = train_test_split(train_rows, test_size=self.validation_fraction,
                                                    random_state=self._rng, stratify=stratify)
-            data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val)
+            data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
+                                targets.observed, sample_weight)
             train(self, data, partial=partial)
         except BaseException:  # a failed or interrupted call leaves the estimator as it was
             restore()
@@ -412,12 +448,14 @@ class _SequenceEstimator(BaseEstimator):
 
         return restore
 
-    def _set_up(self, seqs, targets, fitted, device, *, continuing, partial):
+    def _set_up(self, seqs, targets, fitted, device, sample_weight, *, continuing, partial):
         """Fitted attributes, network and optimizer for a call, once its data passed validation."""
         if continuing:
             self._net = self._net.to(device)  # the optimizer's state follows its parameters
         else:
-            self.n_features_in_ = seqs.values.shape[2]
+            self._fit_columns = seqs.n_columns is not None
+            self.n_features_in_ = seqs.n_columns if self._fit_columns else seqs.values.shape[2]
+            self._missing = self.missing
             names = self._feature_names(seqs)
             if names is not None:
                 self.feature_names_in_ = names.astype(object)
@@ -426,7 +464,7 @@ class _SequenceEstimator(BaseEstimator):
             self._output_dim, self._output_coord = targets.output_dim, targets.output_coord
             for name, value in fitted.items():
                 setattr(self, name, value)
-            self._build(seqs, self._n_outputs(), targets.per_step, device)
+            self._build(seqs, self._n_outputs(), targets.per_step, device, sample_weight)
         self.device_ = device
         if not partial or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
@@ -451,7 +489,7 @@ class _SequenceEstimator(BaseEstimator):
                 dtype = np.float64 if dtype.kind in "iu" else object
             full = np.full(mask.shape + rows.shape[1:], np.nan, dtype)
             full[mask] = rows
-            rows = full
+            rows = seqs.to_input_steps(full)
         return to_output(rows, seqs, per_step=self._net.per_step, output_dim=output_dim, output_coord=output_coord)
 
     def score(self, X, y, sample_weight=None):
@@ -474,10 +512,16 @@ class _SequenceEstimator(BaseEstimator):
         """
         seqs, outputs = self._forward(X)
         targets = self._check_targets(y, seqs, reset=False)
-        n = len(seqs.lengths)
-        if sample_weight is not None and self._net.per_step:
-            sample_weight = np.repeat(np.asarray(sample_weight), seqs.lengths)
-        return self._score_rows(outputs, target_rows(targets.values, np.arange(n), seqs.lengths, self._net.per_step), sample_weight)
+        data = TrainingData(seqs.values, seqs.lengths, None, targets.values, np.arange(len(seqs.lengths)),
+                            observed=targets.observed, sample_weight=_checked_sample_weight(sample_weight, seqs))
+        return self._score(outputs, *data.rows(targets.values, data.train, self._net.per_step))
+
+    def _score(self, outputs, rows, weights):
+        """The score over the target rows of non-zero weight (None: all, equally)."""
+        if weights is not None:
+            keep = weights > 0
+            outputs, rows, weights = outputs[keep], rows[keep], weights[keep]
+        return self._score_rows(outputs, rows, weights)
 
     def inspect(self, X):
         """Per-step gate activations and states of the fitted network.
@@ -509,7 +553,7 @@ class _SequenceEstimator(BaseEstimator):
             direction=["forward", "reverse"][: layer.num_directions],
             unit=np.arange(layer.hidden_size),
         )
-        data = {name: (out_dims, value.transpose(3, 2, 0, 1, 4)) for name, value in states.items()}
+        data = {name: (out_dims, seqs.to_input_steps(value.transpose(3, 2, 0, 1, 4))) for name, value in states.items()}
         return xr.Dataset(data, coords=coords, attrs={"cell": self._net.config["cell"]})
 
     # ---- saving -------------------------------------------------------------------------
@@ -611,6 +655,8 @@ class _SequenceEstimator(BaseEstimator):
             if not kinds[name][1](value):
                 raise ValueError(f"attribute {name!r} has an invalid value {value!r}")
             setattr(est, name, value)
+        if "_missing" not in attributes:  # written before missing values were accepted
+            est._missing, est._fit_columns = "error", False
         est._check_restored()
         est._rng = check_random_state(est.random_state)
         est.device_ = est._net.device
@@ -624,14 +670,17 @@ class _SequenceEstimator(BaseEstimator):
     def _check_restored(self):
         """Cross-check restored attributes, so that a crafted file fails here, not in predict."""
         config = self._net.config
-        if config["input_size"] != self.n_features_in_ or config["n_outputs"] != self._n_outputs():
+        features = self._step_features()
+        if (config["input_size"] != features * (2 if self._missing == "mask" else 1)
+                or (not self._fit_columns and features != self.n_features_in_)
+                or config["n_outputs"] != self._n_outputs()):
             raise ValueError("the saved network does not match the saved feature or output counts")
         if len(self.loss_curve_) != self.n_iter_:
             raise ValueError(f"the saved loss_curve_ has {len(self.loss_curve_)} epochs, n_iter_ says {self.n_iter_}")
         names = getattr(self, "feature_names_in_", None)
-        if names is not None and names.shape != (self.n_features_in_,):
+        if names is not None and names.shape != (features,):
             raise ValueError("the saved feature_names_in_ do not match n_features_in_")
-        for name, size in (("_x_scaler", self.n_features_in_), ("_y_scaler", config["n_outputs"])):
+        for name, size in (("_x_scaler", features), ("_y_scaler", config["n_outputs"])):
             saved = getattr(self, name, None)
             if saved is not None:
                 scaler = Standardizer.restored(*saved, size)
@@ -669,6 +718,8 @@ _ATTRIBUTE_KINDS = {
     "_x_scaler": (("standardizer", "json"), _is_scaler),
     "_output_dim": (("json",), lambda v: v is None or isinstance(v, str)),
     "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
+    "_missing": (("json",), lambda v: v in MISSING),
+    "_fit_columns": (("json",), lambda v: isinstance(v, bool)),
 }
 
 
@@ -768,12 +819,15 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     def _n_outputs(self):
         return self.n_outputs_
 
-    def _encode_targets(self, targets, seqs, *, reset, classes=None):
+    def _encode_targets(self, targets, seqs, *, reset, classes=None, sample_weight=None):
         """Encoded targets and, on ``reset``, the fitted attributes to set (not yet set)."""
         values = targets.values
         if reset:
-            rows = values[seqs.mask] if targets.per_step else values
-            y_scaler = Standardizer.fit(rows) if self.standardize else None
+            rows = values[targets.observed] if targets.per_step else values
+            weights = sample_weight
+            if weights is not None and targets.per_step:
+                weights = np.repeat(weights, targets.observed.sum(axis=1))
+            y_scaler = Standardizer.fit(rows, weights) if self.standardize else None
             fitted = {"n_outputs_": values.shape[-1], "_y_scaler": y_scaler}
         else:
             if values.shape[-1] != self.n_outputs_:
@@ -786,40 +840,50 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     def _decode(self, outputs):
         return outputs if self._y_scaler is None else self._y_scaler.inverse_transform(outputs)
 
-    def _loss(self, outputs, target_rows):
-        return squared_error(outputs, target_rows)
+    def _loss(self, outputs, rows, weights=None):
+        return squared_error(outputs, rows, weights)
 
-    def _score_rows(self, outputs, target_rows, sample_weight=None):
-        return float(r2_score(target_rows, self._decode(outputs), sample_weight=sample_weight))
+    def _score_rows(self, outputs, rows, sample_weight=None):
+        return float(r2_score(rows, self._decode(outputs), sample_weight=sample_weight))
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on sequences X and targets y.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps[, n_features]) or xarray.DataArray
-            Sequences; trailing NaN pads shorter ones.
+        X : array-like of shape (n_samples, n_timesteps[, n_features]), list of arrays or xarray.DataArray
+            Sequences; NaN steps pad shorter ones at the end or the start.
         y : array-like or xarray.DataArray
             ``(n_samples,)`` or ``(n_samples, n_outputs)``, or per step with a
-            time dim. Per-step values at padded steps are ignored.
+            time dim. Per-step values at padded steps are ignored, and NaN
+            per-step values are left out of the loss.
+        sample_weight : array-like of shape (n_samples,), default=None
+            A non-negative weight per sequence (its per-step targets share it):
+            the loss is the weighted mean, so a weight of 2 counts a sequence
+            twice. Also weights the validation score.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, partial=False)
+        return self._fit(X, y, partial=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on X and y, continuing from the current state.
 
         The first call sets up the model as :meth:`fit` does. Early stopping is
         not used.
 
+        Parameters
+        ----------
+        X, y, sample_weight
+            As in :meth:`fit`.
+
         Returns
         -------
         self
         """
-        return self._fit(X, y, partial=True)
+        return self._fit(X, y, partial=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predict targets.
@@ -884,10 +948,10 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     def _n_outputs(self):
         return len(self.classes_)
 
-    def _encode_targets(self, targets, seqs, *, reset, classes=None):
+    def _encode_targets(self, targets, seqs, *, reset, classes=None, sample_weight=None):
         """Encoded labels and, on ``reset``, the fitted attributes to set (not yet set)."""
         labels = targets.values[..., 0]
-        valid = labels[seqs.mask] if targets.per_step else labels
+        valid = labels[targets.observed] if targets.per_step else labels
         check_classification_targets(valid)
         if reset:
             found = np.unique(valid) if classes is None else np.unique(np.asarray(classes))
@@ -908,38 +972,43 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         if not targets.per_step:
             return index, fitted
         encoded = np.zeros(labels.shape, np.intp)
-        encoded[seqs.mask] = index
+        encoded[targets.observed] = index
         return encoded, fitted
 
-    def _loss(self, outputs, target_rows):
-        return cross_entropy(outputs, target_rows)
+    def _loss(self, outputs, rows, weights=None):
+        return cross_entropy(outputs, rows, weights)
 
-    def _score_rows(self, outputs, target_rows, sample_weight=None):
-        return float(accuracy_score(target_rows[:, 0], self.classes_[outputs.argmax(axis=1)], sample_weight=sample_weight))
+    def _score_rows(self, outputs, rows, sample_weight=None):
+        return float(accuracy_score(rows[:, 0], self.classes_[outputs.argmax(axis=1)], sample_weight=sample_weight))
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on sequences X and labels y.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps[, n_features]) or xarray.DataArray
-            Sequences; trailing NaN pads shorter ones.
+        X : array-like of shape (n_samples, n_timesteps[, n_features]), list of arrays or xarray.DataArray
+            Sequences; NaN steps pad shorter ones at the end or the start.
         y : array-like or xarray.DataArray
             Labels: ``(n_samples,)``, or per step with a time dim. Per-step
-            labels at padded steps are ignored.
+            labels at padded steps are ignored, and NaN or None per-step
+            labels are left out of the loss.
+        sample_weight : array-like of shape (n_samples,), default=None
+            A non-negative weight per sequence (its per-step targets share it):
+            the loss is the weighted mean, so a weight of 2 counts a sequence
+            twice. Also weights the validation score.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, partial=False)
+        return self._fit(X, y, partial=False, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on X and y, continuing from the current state.
 
         Parameters
         ----------
-        X, y
+        X, y, sample_weight
             As in :meth:`fit`.
         classes : array-like, default=None
             All the labels that will ever be seen; required on the first call.
@@ -950,7 +1019,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         """
         if classes is None and not hasattr(self, "classes_"):
             raise ValueError("classes must be passed on the first call to partial_fit")
-        return self._fit(X, y, partial=True, classes=classes)
+        return self._fit(X, y, partial=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -986,3 +1055,17 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 
 ESTIMATORS = {cls.__name__: cls for cls in (LSTMRegressor, LSTMClassifier)}
 """The estimator classes :func:`numlstm.io.load` may rebuild, by name."""
+
+
+def _checked_sample_weight(sample_weight, seqs):
+    """``sample_weight`` as float64 ``(n_samples,)``, non-negative with a positive sum, or None."""
+    if sample_weight is None:
+        return None
+    try:
+        weights = _check_sample_weight(sample_weight, seqs.values[:, 0, 0], dtype=np.float64,
+                                       ensure_non_negative=True)
+    except ValueError as exc:
+        raise ValueError(f"sample_weight: {exc}") from None
+    if not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ValueError("sample_weight must be finite, with a positive sum")
+    return weights

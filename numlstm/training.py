@@ -77,6 +77,11 @@ class TrainingData:
         Indices of the training sequences.
     val : ndarray of int or None
         Indices of the validation sequences (``early_stopping``).
+    observed : ndarray of shape (n_samples, n_timesteps) or None
+        Per-step targets: True where the target is known (see
+        :class:`numlstm.data.Targets`).
+    sample_weight : ndarray of shape (n_samples,) or None
+        A weight per sequence, shared by its per-step targets.
     """
 
     x: np.ndarray
@@ -85,6 +90,24 @@ class TrainingData:
     raw: np.ndarray
     train: np.ndarray
     val: np.ndarray = None
+    observed: np.ndarray = None
+    sample_weight: np.ndarray = None
+
+    def rows(self, values, indices, per_step):
+        """Target rows of the sequences ``indices`` and their weights (None when all count alike).
+
+        A row is a sequence, or a valid step of one when ``per_step``; an
+        unknown per-step target gets weight 0.
+        """
+        lengths = self.lengths[indices]
+        rows = target_rows(values, indices, lengths, per_step)
+        weights = None if self.sample_weight is None else self.sample_weight[indices]
+        if per_step:
+            weights = None if weights is None else np.repeat(weights, lengths)
+            known = None if self.observed is None else target_rows(self.observed, indices, lengths, per_step)
+            if known is not None and not known.all():
+                weights = known.astype(np.float64) if weights is None else weights * known
+        return rows, weights
 
 
 class _Diverged(Exception):
@@ -182,7 +205,7 @@ class _Loop:
             improved, new_best = loss < est.best_loss_ - est.tol, loss < est.best_loss_
         else:
             outputs = est._net.predict(data.x[data.val], data.lengths[data.val])
-            score = est._score_rows(outputs, target_rows(data.raw, data.val, data.lengths[data.val], est._net.per_step))
+            score = est._score(outputs, *data.rows(data.raw, data.val, est._net.per_step))
             est.validation_scores_.append(score)
             improved = score > est.best_validation_score_ + est.tol
             new_best = score > est.best_validation_score_
@@ -209,13 +232,15 @@ class _Loop:
                 batch = order[start : start + est.batch_size]
                 lengths = data.lengths[batch]
                 outputs, cache = net.forward(data.x[batch, : lengths.max()], lengths)
-                loss, grad = est._loss(outputs, target_rows(data.encoded, batch, lengths, net.per_step))
+                rows, weights = data.rows(data.encoded, batch, net.per_step)
+                loss, grad = est._loss(outputs, rows, weights)
                 self._check_loss(loss, batch_number)
                 grads = net.backward(grad, cache)
                 clip_grad_norm(grads, est.clip_norm)
                 est._optimizer.update_params(net.parameters(), grads)
-                total += loss * len(outputs)
-                count += len(outputs)
+                weight = len(outputs) if weights is None else float(weights.sum())
+                total += loss * weight
+                count += weight
         finally:
             net.layer.eval()
         return float(total / count)
@@ -396,6 +421,7 @@ def _fingerprint(est, data):
     digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_], sort_keys=True,
                              default=repr).encode())
     arrays = [data.x, data.lengths, data.encoded]
+    arrays += [a for a in (data.observed, data.sample_weight) if a is not None]
     if est.n_iter_:  # a warm start: the weights it starts from
         arrays += list(est._net.state_dict().values())
     for a in arrays:

@@ -66,8 +66,13 @@ def test_regressor_3d_2d_and_variable_length():
     np.testing.assert_allclose(alone, pred[i : i + 1], rtol=1e-12)
     # longer sequences than any seen in fit
     assert reg.predict(np.random.default_rng(1).normal(size=(3, 50, 2))).shape == (3,)
+    # a 2-D X keeps its column count, as scikit-learn expects; the 3-D form takes any length
     univariate = LSTMRegressor(**TINY).fit(X[:, :, 0], y)
-    assert univariate.n_features_in_ == 1
+    assert univariate.n_features_in_ == X.shape[1]
+    with pytest.raises(ValueError, match=r"X has 5 features, but LSTMRegressor is expecting 6 .* 3-D X"):
+        univariate.predict(X[:, :5, 0])
+    assert univariate.predict(X[:, :5, :1]).shape == (40,)
+    np.testing.assert_array_equal(univariate.predict(X[:, :, :1]), univariate.predict(X[:, :, 0]))
 
 
 def test_float32_in_float32_out():

@@ -139,9 +139,9 @@ def exploding_loss(cls, monkeypatch, from_call, factor=1e120):
     """Make ``cls._loss`` return ``factor`` times the loss from its ``from_call``-th call on."""
     calls, loss = [], cls._loss
 
-    def exploding(self, outputs, rows):
+    def exploding(self, outputs, rows, weights=None):
         calls.append(1)
-        value, grad = loss(self, outputs, rows)
+        value, grad = loss(self, outputs, rows, weights)
         return (value * factor if len(calls) >= from_call else value), grad
 
     monkeypatch.setattr(cls, "_loss", exploding)
@@ -167,9 +167,9 @@ def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted(monkeypatch
     X, y = data()
     calls, loss = [], LSTMRegressor._loss
 
-    def diverging(self, outputs, rows):
+    def diverging(self, outputs, rows, weights=None):
         calls.append(1)
-        value, grad = loss(self, outputs, rows)
+        value, grad = loss(self, outputs, rows, weights)
         return (value if len(calls) == 1 else type(value)(bad)), grad
 
     monkeypatch.setattr(LSTMRegressor, "_loss", diverging)
