@@ -526,7 +526,7 @@ def _is_missing(values):
     return np.vectorize(lambda v: v is None or (isinstance(v, float) and v != v), otypes=[bool])(values)
 
 
-def to_output(values, seqs, *, per_step, output_dim=None, output_coord=None):
+def to_output(values, seqs, *, per_step, output_dim=None, output_coord=None, quantiles=None):
     """Give predictions the form of the input: squeezed, and a DataArray for a DataArray.
 
     Parameters
@@ -541,20 +541,26 @@ def to_output(values, seqs, *, per_step, output_dim=None, output_coord=None):
         Name of the outputs axis; None drops it (it must then have size 1).
     output_coord : array-like or None, default=None
         Coordinate values of the outputs axis.
+    quantiles : sequence of float or None, default=None
+        When given, ``values`` has a last axis of one value per quantile,
+        after the outputs axis; it becomes a ``quantile`` dim.
 
     Returns
     -------
     ndarray or xarray.DataArray
     """
     if output_dim is None:
-        values = values[..., 0]
+        values = values[..., 0] if quantiles is None else values[..., 0, :]
     if seqs.dims is None:
         return values
     sample, time, _ = seqs.dims
     out_dims = (sample,) + ((time,) if per_step else ()) + ((output_dim,) if output_dim else ())
+    out_dims += ("quantile",) if quantiles is not None else ()
     coords = {d: c for d, c in seqs.coords.items() if d in out_dims}
     if output_dim is not None and output_coord is not None:
         coords[output_dim] = output_coord
+    if quantiles is not None:
+        coords["quantile"] = np.asarray(quantiles)
     return xr.DataArray(values, dims=out_dims, coords=coords)
 
 

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
@@ -35,7 +36,7 @@ from numlstm.data import (
     fill_missing,
     to_output,
 )
-from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
+from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
 from numlstm.optim import SGD, Adam
 from numlstm.training import TrainingData, jsonable, train
 
@@ -71,11 +72,30 @@ _PARAMETERS_DOC = """
         Sequences per mini-batch (fewer in the last batch of an epoch).
     max_iter : int, default=100
         Maximum number of epochs per call to ``fit``.
+    loss : str or None, default=None
+        The training loss. None is the task's usual one: the squared error
+        for the regressor, the cross-entropy for the classifier (its only
+        option, "log_loss"). The regressor also takes "absolute_error",
+        "huber" (quadratic within 1 standardized unit, linear beyond) and
+        "quantile" (the pinball loss of every value in ``quantiles``, so that
+        predictions come with an interval).
+    quantiles : sequence of float in (0, 1) or None, default=None
+        With ``loss="quantile"``: the quantiles to predict, (0.1, 0.5, 0.9)
+        if None. Predictions then have a last axis (a ``quantile`` dim for a
+        DataArray) with one value per quantile, in increasing order.
+    class_weight : dict, "balanced" or None, default=None
+        Classifier only: a weight per class label, multiplied into the
+        sample weights; "balanced" weighs each class by ``n_samples /
+        (n_classes * count)`` from the labels of ``fit``.
     optimizer : {"adam", "sgd"}, default="adam"
         :class:`numlstm.optim.Adam` or :class:`numlstm.optim.SGD`.
     learning_rate : float, default=1e-2
         Step size. The default suits small networks on small data (see
         ``docs/estimators.md``); lower it for large networks.
+    learning_rate_schedule : {"constant", "plateau"}, default="constant"
+        "plateau" divides the step size by 5 each time the score that
+        stopping watches (see ``n_iter_no_change``) has not improved for
+        ``max(1, n_iter_no_change // 2)`` epochs in a row.
     momentum : float, default=0.9
         SGD momentum.
     nesterov : bool, default=False
@@ -180,8 +200,12 @@ class _SequenceEstimator(BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "loss": [str, None],
+        "quantiles": ["array-like", None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "optimizer": [StrOptions({"adam", "sgd"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"constant", "plateau"})],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterov": ["boolean"],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -231,8 +255,12 @@ class _SequenceEstimator(BaseEstimator):
         dropout=0.0,
         batch_size=32,
         max_iter=100,
+        loss=None,
+        quantiles=None,
+        class_weight=None,
         optimizer="adam",
         learning_rate=1e-2,
+        learning_rate_schedule="constant",
         momentum=0.9,
         nesterov=False,
         weight_decay=0.0,
@@ -260,8 +288,12 @@ class _SequenceEstimator(BaseEstimator):
         self.dropout = dropout
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.loss = loss
+        self.quantiles = quantiles
+        self.class_weight = class_weight
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay
@@ -292,6 +324,17 @@ class _SequenceEstimator(BaseEstimator):
             raise ValueError(f"peephole and coupled are LSTM variants; they need cell='lstm', not {self.cell!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
+        name = type(self).__name__
+        if self.loss is not None and self.loss not in self._LOSSES:
+            raise ValueError(f"{name}: loss must be None or one of {sorted(self._LOSSES)}, got {self.loss!r}")
+        if self.quantiles is not None:
+            q = np.asarray(self.quantiles, dtype=float) if np.ndim(self.quantiles) == 1 else None
+            if self.loss != "quantile" or q is None or not len(q) or not ((q > 0) & (q < 1)).all() \
+                    or len(np.unique(q)) != len(q):
+                raise ValueError(f"quantiles must be distinct values in (0, 1) and needs loss='quantile', "
+                                 f"got quantiles={self.quantiles!r} with loss={self.loss!r}")
+        if self.class_weight is not None and not isinstance(self, ClassifierMixin):
+            raise ValueError(f"class_weight is a LSTMClassifier option; {name} takes sample_weight in fit")
 
     def _resolve_device(self):
         """``device`` with "auto" resolved; ValueError for "cuda" without a usable GPU."""
@@ -413,6 +456,7 @@ class _SequenceEstimator(BaseEstimator):
         sample_weight = _checked_sample_weight(sample_weight, seqs)
         encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes,
                                                sample_weight=sample_weight)
+        class_weights = self._class_weights(encoded, targets, fitted, partial=partial)
         if continuing:
             self._check_architecture()
         restore = self._snapshot()
@@ -424,12 +468,16 @@ class _SequenceEstimator(BaseEstimator):
                 train_rows, val = train_test_split(train_rows, test_size=self.validation_fraction,
                                                    random_state=self._rng, stratify=stratify)
             data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
-                                targets.observed, sample_weight)
+                                targets.observed, sample_weight, class_weights)
             train(self, data, partial=partial)
         except BaseException:  # a failed or interrupted call leaves the estimator as it was
             restore()
             raise
         return self
+
+    def _class_weights(self, encoded, targets, fitted, *, partial):
+        """Training-loss weights per encoded class (``class_weight``), or None."""
+        return None
 
     def _snapshot(self):
         """A function that puts the estimator back as it is now, weights and optimizer included."""
@@ -480,7 +528,7 @@ class _SequenceEstimator(BaseEstimator):
         seqs = self._check_X(X, reset=False)
         return seqs, self._net.predict(self._scaled(seqs), seqs.lengths)
 
-    def _output(self, rows, seqs, output_dim, output_coord=None):
+    def _output(self, rows, seqs, output_dim, output_coord=None, quantiles=None):
         """Rows back into the shape and type of the input (per-step rows padded with NaN)."""
         if self._net.per_step:
             mask = seqs.mask
@@ -490,7 +538,8 @@ class _SequenceEstimator(BaseEstimator):
             full = np.full(mask.shape + rows.shape[1:], np.nan, dtype)
             full[mask] = rows
             rows = seqs.to_input_steps(full)
-        return to_output(rows, seqs, per_step=self._net.per_step, output_dim=output_dim, output_coord=output_coord)
+        return to_output(rows, seqs, per_step=self._net.per_step, output_dim=output_dim, output_coord=output_coord,
+                         quantiles=quantiles)
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination (regressor) or accuracy (classifier) over all targets.
@@ -657,6 +706,8 @@ class _SequenceEstimator(BaseEstimator):
             setattr(est, name, value)
         if "_missing" not in attributes:  # written before missing values were accepted
             est._missing, est._fit_columns = "error", False
+        if "n_outputs_" in cls._SAVED and "_quantiles" not in attributes:  # before quantile losses
+            est._quantiles = None
         est._check_restored()
         est._rng = check_random_state(est.random_state)
         est.device_ = est._net.device
@@ -680,7 +731,7 @@ class _SequenceEstimator(BaseEstimator):
         names = getattr(self, "feature_names_in_", None)
         if names is not None and names.shape != (features,):
             raise ValueError("the saved feature_names_in_ do not match n_features_in_")
-        for name, size in (("_x_scaler", features), ("_y_scaler", config["n_outputs"])):
+        for name, size in (("_x_scaler", features), ("_y_scaler", getattr(self, "n_outputs_", None))):
             saved = getattr(self, name, None)
             if saved is not None:
                 scaler = Standardizer.restored(*saved, size)
@@ -807,9 +858,15 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     _numeric_targets = True
     _multi_output = True
     score = _SequenceEstimator.score  # RegressorMixin.score knows no per-step targets
-    _SAVED = _SequenceEstimator._SAVED + ("n_outputs_", "_y_scaler")
-    _EXTRA_ATTRIBUTE_KINDS = {"n_outputs_": (("json",), lambda v: _is_int(v, 1)),
-                              "_y_scaler": (("standardizer", "json"), _is_scaler)}
+    _SAVED = _SequenceEstimator._SAVED + ("n_outputs_", "_y_scaler", "_quantiles")
+    _EXTRA_ATTRIBUTE_KINDS = {
+        "n_outputs_": (("json",), lambda v: _is_int(v, 1)),
+        "_y_scaler": (("standardizer", "json"), _is_scaler),
+        "_quantiles": (("json",), lambda v: v is None or (_is_float_list(v) and v and sorted(set(v)) == v
+                                                            and 0 < v[0] and v[-1] < 1)),
+    }
+    _LOSSES = {"squared_error": squared_error, "absolute_error": absolute_error, "huber": huber,
+               "quantile": pinball}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -817,7 +874,13 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
         return tags
 
     def _n_outputs(self):
-        return self.n_outputs_
+        return self.n_outputs_ * (len(self._quantiles) if self._quantiles else 1)
+
+    def _requested_quantiles(self):
+        """The sorted quantiles ``loss`` and ``quantiles`` ask for, or None."""
+        if self.loss != "quantile":
+            return None
+        return sorted(float(q) for q in (self.quantiles if self.quantiles is not None else (0.1, 0.5, 0.9)))
 
     def _encode_targets(self, targets, seqs, *, reset, classes=None, sample_weight=None):
         """Encoded targets and, on ``reset``, the fitted attributes to set (not yet set)."""
@@ -828,23 +891,38 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
             if weights is not None and targets.per_step:
                 weights = np.repeat(weights, targets.observed.sum(axis=1))
             y_scaler = Standardizer.fit(rows, weights) if self.standardize else None
-            fitted = {"n_outputs_": values.shape[-1], "_y_scaler": y_scaler}
+            fitted = {"n_outputs_": values.shape[-1], "_y_scaler": y_scaler, "_quantiles": self._requested_quantiles()}
         else:
             if values.shape[-1] != self.n_outputs_:
                 raise ValueError(
                     f"y has {values.shape[-1]} outputs, but {type(self).__name__} was fitted with {self.n_outputs_}"
                 )
+            if self._requested_quantiles() != self._quantiles:
+                raise ValueError(f"cannot continue training with other quantiles than {self._quantiles} "
+                                 "(loss and quantiles); set warm_start=False to start afresh")
             y_scaler, fitted = self._y_scaler, {}
         return (values if y_scaler is None else y_scaler.transform(values)), fitted
 
     def _decode(self, outputs):
+        """Outputs in y's units: ``(n_rows, n_outputs)``, or ``(n_rows, n_outputs, n_quantiles)``
+        with the quantiles in increasing order."""
+        if self._quantiles:
+            outputs = np.sort(outputs.reshape(len(outputs), self.n_outputs_, len(self._quantiles)), axis=-1)
+            if self._y_scaler is not None:
+                return (outputs * self._y_scaler.scale[:, None] + self._y_scaler.mean[:, None]).astype(outputs.dtype)
+            return outputs
         return outputs if self._y_scaler is None else self._y_scaler.inverse_transform(outputs)
 
     def _loss(self, outputs, rows, weights=None):
-        return squared_error(outputs, rows, weights)
+        if self._quantiles:
+            return pinball(outputs, rows, self._quantiles, weights)
+        return self._LOSSES[self.loss or "squared_error"](outputs, rows, weights)
 
     def _score_rows(self, outputs, rows, sample_weight=None):
-        return float(r2_score(rows, self._decode(outputs), sample_weight=sample_weight))
+        predicted = self._decode(outputs)
+        if self._quantiles:  # the quantile nearest the median
+            predicted = predicted[..., int(np.argmin(np.abs(np.asarray(self._quantiles) - 0.5)))]
+        return float(r2_score(rows, predicted, sample_weight=sample_weight))
 
     def fit(self, X, y, sample_weight=None):
         """Train on sequences X and targets y.
@@ -901,7 +979,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
             steps. A DataArray for a DataArray X, with its sample (and time) coords.
         """
         seqs, outputs = self._forward(X)
-        return self._output(self._decode(outputs), seqs, self._output_dim, self._output_coord)
+        return self._output(self._decode(outputs), seqs, self._output_dim, self._output_coord, self._quantiles)
 
 
 class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
@@ -940,6 +1018,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     _multi_output = False
     score = _SequenceEstimator.score  # ClassifierMixin.score knows no per-step targets
     _SAVED = _SequenceEstimator._SAVED + ("classes_",)
+    _LOSSES = {"log_loss": cross_entropy}
     _EXTRA_ATTRIBUTE_KINDS = {
         "classes_": (("array",), lambda v: _is_1d(v, "biufUO") and len(v) >= 2
                      and np.array_equal(np.unique(v), v)),
@@ -977,6 +1056,19 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 
     def _loss(self, outputs, rows, weights=None):
         return cross_entropy(outputs, rows, weights)
+
+    def _class_weights(self, encoded, targets, fitted, *, partial):
+        if self.class_weight is None:
+            return None
+        if self.class_weight == "balanced" and partial:
+            raise ValueError("class_weight='balanced' needs the labels of the whole training set, so "
+                             "partial_fit does not take it; pass a dict of class weights")
+        classes = fitted.get("classes_", getattr(self, "classes_", None))
+        labels = classes[encoded[targets.observed] if targets.per_step else encoded]
+        try:
+            return compute_class_weight(self.class_weight, classes=classes, y=labels)
+        except ValueError as exc:
+            raise ValueError(f"class_weight={self.class_weight!r}: {exc}") from None
 
     def _score_rows(self, outputs, rows, sample_weight=None):
         return float(accuracy_score(rows[:, 0], self.classes_[outputs.argmax(axis=1)], sample_weight=sample_weight))

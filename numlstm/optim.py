@@ -102,11 +102,12 @@ class _Optimizer:
         Returns
         -------
         scalars : dict
-            The step count (Adam's ``t``), or nothing.
+            The learning rate (a schedule may have changed it) and Adam's
+            step count ``t``.
         buffers : dict of str to list of ndarray
             Each per-parameter state list (velocities, moments), in parameter order.
         """
-        scalars = {"t": self.t} if hasattr(self, "t") else {}
+        scalars = {"learning_rate": self.learning_rate, **({"t": self.t} if hasattr(self, "t") else {})}
         buffers = {name: [np.array(_host(b)) for b in getattr(self, name)] for name in self._BUFFERS}
         return scalars, buffers
 
@@ -124,11 +125,15 @@ class _Optimizer:
                     np.shape(g) != tuple(b.shape) or np.asarray(g).dtype != np.dtype(b.dtype)
                     or not np.isfinite(g).all() for g, b in zip(given, own)):
                 raise ValueError(f"optimizer {name} do not match the parameters")
+        rate = scalars["learning_rate"]
+        if not isinstance(rate, float) or not 0 < rate < math.inf:
+            raise ValueError(f"optimizer learning rate must be a float > 0, got {rate!r}")
         if "t" in scalars:
             t = scalars["t"]
             if isinstance(t, bool) or not isinstance(t, int) or t < 0:
                 raise ValueError(f"optimizer step count must be an int >= 0, got {t!r}")
             self.t = t
+        self.learning_rate = rate
         for name in self._BUFFERS:
             own = getattr(self, name)
             own[:] = [_like(np.array(g), b) for g, b in zip(buffers[name], own)]

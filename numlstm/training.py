@@ -82,6 +82,8 @@ class TrainingData:
         :class:`numlstm.data.Targets`).
     sample_weight : ndarray of shape (n_samples,) or None
         A weight per sequence, shared by its per-step targets.
+    class_weights : ndarray of shape (n_classes,) or None
+        A training-loss weight per encoded class (``class_weight``).
     """
 
     x: np.ndarray
@@ -92,6 +94,7 @@ class TrainingData:
     val: np.ndarray = None
     observed: np.ndarray = None
     sample_weight: np.ndarray = None
+    class_weights: np.ndarray = None
 
     def rows(self, values, indices, per_step):
         """Target rows of the sequences ``indices`` and their weights (None when all count alike).
@@ -214,6 +217,9 @@ class _Loop:
             postfix["val_score"] = f"{score:.4g}"
         est.best_loss_ = min(est.best_loss_, loss)
         self.no_improvement = 0 if improved else self.no_improvement + 1
+        patience = max(1, est.n_iter_no_change // 2)
+        if est.learning_rate_schedule == "plateau" and self.no_improvement and not self.no_improvement % patience:
+            est._optimizer.learning_rate /= 5
         if new_best:  # host copies, whatever the device
             self.best = (est._net.state_dict(), _progress(est))
         self.epochs += 1
@@ -233,6 +239,9 @@ class _Loop:
                 lengths = data.lengths[batch]
                 outputs, cache = net.forward(data.x[batch, : lengths.max()], lengths)
                 rows, weights = data.rows(data.encoded, batch, net.per_step)
+                if data.class_weights is not None:
+                    by_class = data.class_weights[rows]
+                    weights = by_class if weights is None else weights * by_class
                 loss, grad = est._loss(outputs, rows, weights)
                 self._check_loss(loss, batch_number)
                 grads = net.backward(grad, cache)
@@ -421,7 +430,7 @@ def _fingerprint(est, data):
     digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_], sort_keys=True,
                              default=repr).encode())
     arrays = [data.x, data.lengths, data.encoded]
-    arrays += [a for a in (data.observed, data.sample_weight) if a is not None]
+    arrays += [a for a in (data.observed, data.sample_weight, data.class_weights) if a is not None]
     if est.n_iter_:  # a warm start: the weights it starts from
         arrays += list(est._net.state_dict().values())
     for a in arrays:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax as scipy_log_softmax
 
-from numlstm.losses import cross_entropy, log_softmax, softmax, squared_error
+from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
 from numlstm.optim import SGD, Adam, clip_grad_norm
 
 
@@ -152,3 +152,36 @@ def test_optimizer_state_pickles(cls, kwargs):
         opt2.update_params(params2, g)
     for p, q in zip(params, params2):
         np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("loss, reference", [
+    (absolute_error, lambda d: np.abs(d)),
+    (huber, lambda d: np.where(np.abs(d) <= 1, d * d / 2, np.abs(d) - 0.5)),
+    (squared_error, lambda d: d * d),
+])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regression_losses_by_hand_and_their_gradients(loss, reference, weighted):
+    rng = np.random.default_rng(3)
+    pred, target = rng.normal(size=(6, 2)) * 2, rng.normal(size=(6, 2))  # no residual at a kink
+    weights = rng.uniform(0, 2, 6) if weighted else None
+    per_row = reference(pred - target).mean(axis=1)
+    expected = per_row.mean() if weights is None else (weights * per_row).sum() / weights.sum()
+    value, grad = loss(pred, target, weights)
+    assert value == pytest.approx(expected, rel=1e-13)
+    np.testing.assert_allclose(grad, numerical_grad(lambda p: loss(p, target, weights)[0], pred), atol=1e-7)
+
+
+def test_pinball_loss_by_hand_gradient_and_minimizer():
+    rng = np.random.default_rng(4)
+    quantiles = [0.1, 0.5, 0.9]
+    pred, target = rng.normal(size=(5, 2 * 3)), rng.normal(size=(5, 2))
+    value, grad = pinball(pred, target, quantiles)
+    r = target[:, :, None] - pred.reshape(5, 2, 3)
+    q = np.array(quantiles)
+    assert value == pytest.approx(np.mean(np.where(r > 0, q * r, (q - 1) * r)), rel=1e-13)
+    np.testing.assert_allclose(grad, numerical_grad(lambda p: pinball(p, target, quantiles)[0], pred), atol=1e-7)
+    # a constant prediction minimizing it is the sample quantile
+    sample = rng.normal(size=(999, 1))
+    grid = np.linspace(-3, 3, 601)
+    losses = [pinball(np.full((999, 1), c), sample, [0.9])[0] for c in grid]
+    assert abs(grid[int(np.argmin(losses))] - np.quantile(sample, 0.9)) < 0.02

@@ -1,0 +1,103 @@
+"""Task options of the estimators: quantile forecasts, class weights, learning-rate schedules."""
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import numlstm
+from numlstm import LSTMClassifier, LSTMRegressor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def noisy_sums(n, seed):
+    """Sequences whose target is a sum of their last steps plus noise of scale 1."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6, 1))
+    return X, X[:, -2:, 0].sum(axis=1) + rng.normal(size=n)
+
+
+def test_quantile_predictions_are_ordered_and_cover_their_share():
+    X, y = noisy_sums(600, 0)
+    X_test, y_test = noisy_sums(400, 1)
+    est = LSTMRegressor(loss="quantile", quantiles=(0.9, 0.1, 0.5), hidden_size=8, max_iter=30,
+                        random_state=0).fit(X, y)
+    pred = est.predict(X_test)
+    assert pred.shape == (400, 3)
+    assert (np.diff(pred, axis=1) >= 0).all()
+    below = (y_test[:, None] < pred).mean(axis=0)
+    np.testing.assert_allclose(below, [0.1, 0.5, 0.9], atol=0.07)
+    inside = ((pred[:, 0] < y_test) & (y_test < pred[:, 2])).mean()
+    assert 0.7 < inside < 0.9
+    assert est.score(X_test, y_test) > 0.5  # R² of the median
+    da = xr.DataArray(X_test, dims=("sample", "time", "feature"))
+    labelled = est.predict(da)
+    assert labelled.dims == ("sample", "quantile")
+    np.testing.assert_array_equal(labelled["quantile"], [0.1, 0.5, 0.9])
+
+
+def test_quantile_model_saves_and_loads(tmp_path):
+    X, y = noisy_sums(50, 2)
+    est = LSTMRegressor(loss="quantile", hidden_size=4, max_iter=2, random_state=0).fit(X, np.c_[y, -y])
+    assert est.predict(X).shape == (50, 2, 3)
+    est.save(tmp_path / "q.npz")
+    np.testing.assert_array_equal(numlstm.load(tmp_path / "q.npz").predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="quantiles"):
+        LSTMRegressor(quantiles=(0.5,)).fit(X, y)
+    with pytest.raises(ValueError, match="quantiles"):
+        LSTMRegressor(loss="quantile", quantiles=(0.5, 1.0)).fit(X, y)
+    with pytest.raises(ValueError, match="other quantiles"):
+        est.set_params(quantiles=(0.2, 0.8)).partial_fit(X, np.c_[y, -y])
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "huber"])
+def test_robust_losses_resist_outliers(loss):
+    X, y = noisy_sums(300, 3)
+    spoiled = y.copy()
+    spoiled[::10] += 50  # every tenth target is an outlier
+    params = dict(hidden_size=8, max_iter=20, random_state=0)
+    robust = LSTMRegressor(loss=loss, **params).fit(X, spoiled)
+    plain = LSTMRegressor(**params).fit(X, spoiled)
+    X_test, y_test = noisy_sums(300, 4)
+    assert robust.score(X_test, y_test) > plain.score(X_test, y_test)
+
+
+def test_balanced_class_weights_lift_the_rare_class():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 5, 1))
+    y = np.where(X[:, -1, 0] > 1.3, "rare", "common")  # about 10 % rare
+    params = dict(hidden_size=8, max_iter=15, random_state=0)
+    plain = LSTMClassifier(**params).fit(X, y)
+    balanced = LSTMClassifier(class_weight="balanced", **params).fit(X, y)
+    recall = [(est.predict(X)[y == "rare"] == "rare").mean() for est in (plain, balanced)]
+    assert recall[1] > recall[0]
+    # a dict weight of 2 on a class is its sequences duplicated (one full batch, the same scaling)
+    small = dict(params, batch_size=400, max_iter=3, standardize=False)
+    weighted = LSTMClassifier(class_weight={"rare": 2.0}, **small).fit(X, y)
+    rows = np.r_[np.arange(300), np.flatnonzero(y == "rare")]
+    duplicated = LSTMClassifier(**small).fit(X[rows], y[rows])
+    np.testing.assert_allclose(weighted.predict_proba(X), duplicated.predict_proba(X), rtol=1e-6)
+    with pytest.raises(ValueError, match="partial_fit"):
+        LSTMClassifier(class_weight="balanced").partial_fit(X, y, classes=["common", "rare"])
+    with pytest.raises(ValueError, match="class_weight is a LSTMClassifier option"):
+        LSTMRegressor(class_weight="balanced").fit(X, X[:, -1, 0])
+
+
+def test_plateau_schedule_lowers_the_step_and_resumes_exactly(tmp_path):
+    X, y = noisy_sums(40, 6)
+    params = dict(hidden_size=4, max_iter=8, learning_rate_schedule="plateau", n_iter_no_change=2,
+                  tol=1e9, random_state=0)  # nothing counts as an improvement
+    est = LSTMRegressor(**params).fit(X, y)
+    # epoch 1 improves on an infinite best; epochs 2 and 3 do not, and each divides the step by 5
+    assert est.n_iter_ == 3 and est._optimizer.learning_rate == pytest.approx(0.01 / 25)
+    path = tmp_path / "run.npz"
+    long = dict(params, n_iter_no_change=6)
+    reference = LSTMRegressor(**long).fit(X, y)
+    LSTMRegressor(**dict(long, max_iter=4), checkpoint_path=path).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = LSTMRegressor(**long, checkpoint_path=path).fit(X, y)
+    np.testing.assert_array_equal(resumed.predict(X), reference.predict(X))
+    assert resumed._optimizer.learning_rate == reference._optimizer.learning_rate < 0.01
