@@ -173,6 +173,12 @@ _PARAMETERS_DOC = """
         Highest value in ``validation_scores_``; None without ``early_stopping``.
     n_iter_ : int
         Epochs run, summed over ``partial_fit`` calls and warm starts.
+    network_ : numlstm._net.SequenceNet
+        The fitted network. ``network_.layer`` is the recurrent layer (a
+        :class:`numlstm.LSTM`, ``GRU`` or ``RNN``, whose ``state_dict()`` uses
+        PyTorch's names) and ``network_.weight``, ``network_.bias`` the dense
+        head, in the layout of ``torch.nn.Linear``. :meth:`from_torch` builds
+        a fitted estimator from a PyTorch model.
     device_ : {"cpu", "cuda"}
         Where the fitted network lives: ``device`` with "auto" resolved. A
         model trained on "cuda" that is loaded or unpickled where no GPU is
@@ -233,7 +239,7 @@ class _SequenceEstimator(BaseEstimator):
         "best_loss_",
         "best_validation_score_",
         "n_iter_",
-        "_net",
+        "network_",
         "_x_scaler",
         "_output_dim",
         "_output_coord",
@@ -354,7 +360,7 @@ class _SequenceEstimator(BaseEstimator):
 
     def _check_X(self, X, *, reset):
         """Validate X; unless ``reset`` (a new fit, which records them later), check its features."""
-        dtype = FLOAT_DTYPES if reset else self._net.config["dtype"]
+        dtype = FLOAT_DTYPES if reset else self.network_.config["dtype"]
         seqs = check_sequences(X, dims=self.dims, dtype=dtype, missing=self.missing if reset else self._missing)
         if reset:
             return seqs
@@ -388,12 +394,12 @@ class _SequenceEstimator(BaseEstimator):
 
     def _step_features(self):
         """Features per time step of the fitted model's input, before any missingness indicators."""
-        return self._net.config["input_size"] // (2 if self._missing == "mask" else 1)
+        return self.network_.config["input_size"] // (2 if self._missing == "mask" else 1)
 
     def _check_targets(self, y, seqs, *, reset):
         targets = check_targets(y, seqs, dims=self.dims, numeric=self._numeric_targets, multi_output=self._multi_output)
-        if not reset and targets.per_step != self._net.per_step:
-            fitted = "per-step targets (y with a time dim)" if self._net.per_step else "one target per sequence"
+        if not reset and targets.per_step != self.network_.per_step:
+            fitted = "per-step targets (y with a time dim)" if self.network_.per_step else "one target per sequence"
             raise ValueError(f"{type(self).__name__} was fitted with {fitted}; y must have the same form")
         return targets
 
@@ -421,14 +427,14 @@ class _SequenceEstimator(BaseEstimator):
         )
         if self.cell == "lstm":
             config.update(peephole=self.peephole, coupled=self.coupled, forget_bias=float(self.forget_bias))
-        self._net = SequenceNet(config)
+        self.network_ = SequenceNet(config)
         self.loss_curve_ = []
         self.best_loss_ = np.inf
         self.validation_scores_ = self.best_validation_score_ = None
         self.n_iter_ = 0
 
     def _check_architecture(self):
-        config = self._net.config
+        config = self.network_.config
         changed = [name for name in _ARCHITECTURE if name in config and config[name] != getattr(self, name)]
         if changed:
             raise ValueError(
@@ -436,7 +442,7 @@ class _SequenceEstimator(BaseEstimator):
             )
 
     def _make_optimizer(self):
-        params = self._net.parameters()
+        params = self.network_.parameters()
         if self.optimizer == "adam":
             return Adam(params, self.learning_rate, weight_decay=self.weight_decay)
         return SGD(params, self.learning_rate, self.momentum, self.nesterov, self.weight_decay)
@@ -446,7 +452,7 @@ class _SequenceEstimator(BaseEstimator):
     def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
-        continuing = hasattr(self, "_net") and (partial or self.warm_start)
+        continuing = hasattr(self, "network_") and (partial or self.warm_start)
         if continuing and self.missing != self._missing:
             raise ValueError(f"cannot continue training after changing missing from {self._missing!r} to "
                              f"{self.missing!r}; set warm_start=False to start afresh")
@@ -482,7 +488,7 @@ class _SequenceEstimator(BaseEstimator):
     def _snapshot(self):
         """A function that puts the estimator back as it is now, weights and optimizer included."""
         state = self.__dict__.copy()
-        net = state.get("_net")
+        net = state.get("network_")
         weights = None if net is None else (net.state_dict(), net.generator_state())
         mutable = {name: copy.deepcopy(state[name])
                    for name in ("_optimizer", "_rng", "loss_curve_", "validation_scores_") if name in state}
@@ -499,7 +505,7 @@ class _SequenceEstimator(BaseEstimator):
     def _set_up(self, seqs, targets, fitted, device, sample_weight, *, continuing, partial):
         """Fitted attributes, network and optimizer for a call, once its data passed validation."""
         if continuing:
-            self._net = self._net.to(device)  # the optimizer's state follows its parameters
+            self.network_ = self.network_.to(device)  # the optimizer's state follows its parameters
         else:
             self._fit_columns = seqs.n_columns is not None
             self.n_features_in_ = seqs.n_columns if self._fit_columns else seqs.values.shape[2]
@@ -526,11 +532,11 @@ class _SequenceEstimator(BaseEstimator):
         """Validated X and the network's outputs: one row per sequence, or per valid step."""
         check_is_fitted(self)
         seqs = self._check_X(X, reset=False)
-        return seqs, self._net.predict(self._scaled(seqs), seqs.lengths)
+        return seqs, self.network_.predict(self._scaled(seqs), seqs.lengths)
 
     def _output(self, rows, seqs, output_dim, output_coord=None, quantiles=None):
         """Rows back into the shape and type of the input (per-step rows padded with NaN)."""
-        if self._net.per_step:
+        if self.network_.per_step:
             mask = seqs.mask
             dtype = rows.dtype
             if not mask.all() and dtype.kind not in "fc":
@@ -538,7 +544,7 @@ class _SequenceEstimator(BaseEstimator):
             full = np.full(mask.shape + rows.shape[1:], np.nan, dtype)
             full[mask] = rows
             rows = seqs.to_input_steps(full)
-        return to_output(rows, seqs, per_step=self._net.per_step, output_dim=output_dim, output_coord=output_coord,
+        return to_output(rows, seqs, per_step=self.network_.per_step, output_dim=output_dim, output_coord=output_coord,
                          quantiles=quantiles)
 
     def score(self, X, y, sample_weight=None):
@@ -563,7 +569,7 @@ class _SequenceEstimator(BaseEstimator):
         targets = self._check_targets(y, seqs, reset=False)
         data = TrainingData(seqs.values, seqs.lengths, None, targets.values, np.arange(len(seqs.lengths)),
                             observed=targets.observed, sample_weight=_checked_sample_weight(sample_weight, seqs))
-        return self._score(outputs, *data.rows(targets.values, data.train, self._net.per_step))
+        return self._score(outputs, *data.rows(targets.values, data.train, self.network_.per_step))
 
     def _score(self, outputs, rows, weights):
         """The score over the target rows of non-zero weight (None: all, equally)."""
@@ -592,8 +598,8 @@ class _SequenceEstimator(BaseEstimator):
         """
         check_is_fitted(self)
         seqs = self._check_X(X, reset=False)
-        states = self._net.gate_states(self._scaled(seqs), seqs.lengths)
-        layer = self._net.layer
+        states = self.network_.gate_states(self._scaled(seqs), seqs.lengths)
+        layer = self.network_.layer
         sample, time, _ = self.dims
         out_dims = (sample, time, "layer", "direction", "unit")
         coords = {d: c for d, c in seqs.coords.items() if d in out_dims}
@@ -603,7 +609,7 @@ class _SequenceEstimator(BaseEstimator):
             unit=np.arange(layer.hidden_size),
         )
         data = {name: (out_dims, seqs.to_input_steps(value.transpose(3, 2, 0, 1, 4))) for name, value in states.items()}
-        return xr.Dataset(data, coords=coords, attrs={"cell": self._net.config["cell"]})
+        return xr.Dataset(data, coords=coords, attrs={"cell": self.network_.config["cell"]})
 
     # ---- saving -------------------------------------------------------------------------
 
@@ -675,9 +681,12 @@ class _SequenceEstimator(BaseEstimator):
         params["checkpoint_path"] = None
         est = cls(**params)
         est._check_params()
-        attributes = metadata["attributes"]
+        attributes = dict(metadata["attributes"])
+        if "_net" in attributes and "network_" not in attributes:  # saved before network_ was public
+            attributes["network_"] = attributes.pop("_net")
+            arrays = {("network_/" + k[len("_net/"):] if k.startswith("_net/") else k): v for k, v in arrays.items()}
         kinds = dict(_ATTRIBUTE_KINDS, **cls._EXTRA_ATTRIBUTE_KINDS)
-        for name in ("_net", "n_features_in_", "n_iter_", "loss_curve_"):
+        for name in ("network_", "n_features_in_", "n_iter_", "loss_curve_"):
             if name not in attributes:
                 raise ValueError(f"the model lacks {name!r}")
         for name, spec in attributes.items():
@@ -710,17 +719,80 @@ class _SequenceEstimator(BaseEstimator):
             est._quantiles = None
         est._check_restored()
         est._rng = check_random_state(est.random_state)
-        est.device_ = est._net.device
+        est.device_ = est.network_.device
+        return est
+
+    @classmethod
+    def from_torch(cls, recurrent, head, *, per_step=False, classes=None, dims=DEFAULT_DIMS):
+        """A fitted estimator that computes what a PyTorch recurrent module and a Linear head compute.
+
+        The head reads the recurrent output as the estimators do: at each
+        sequence's last valid step (and at step 0 for the reverse direction),
+        or at every step with ``per_step``. Inputs are used as they are
+        (``standardize=False``), as the PyTorch model saw them.
+
+        Parameters
+        ----------
+        recurrent : torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN (tanh)
+            With biases and without projections.
+        head : torch.nn.Linear
+            From the recurrent output (``hidden_size`` times the directions)
+            to the regressor's outputs or the classifier's class scores.
+        per_step : bool, default=False
+            One output per time step (tagging) instead of one per sequence.
+        classes : array-like or None, default=None
+            Classifier only: the label of each head output, in order
+            (default ``0 .. n_outputs - 1``).
+        dims : tuple of str, default=("sample", "time", "feature")
+            As the ``dims`` hyper-parameter.
+
+        Returns
+        -------
+        LSTMRegressor or LSTMClassifier
+            Fitted, on the CPU; ``n_iter_`` is 0.
+        """
+        cell = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn"}.get(getattr(recurrent, "mode", None))
+        if cell is None or getattr(recurrent, "proj_size", 0) or not getattr(recurrent, "bias", False):
+            raise ValueError("recurrent must be a torch.nn.LSTM, GRU or RNN (tanh) with biases and no "
+                             f"projection, got {recurrent!r}")
+        state = {name: value.detach().cpu().numpy() for name, value in recurrent.state_dict().items()}
+        weight, bias = (np.asarray(p.detach().cpu().numpy()) for p in (head.weight, head.bias))
+        dtype = state["weight_ih_l0"].dtype.name
+        if dtype not in ("float32", "float64") or weight.dtype != dtype:
+            raise ValueError(f"the PyTorch weights must all be float32 or all float64, got {dtype} and {weight.dtype}")
+        directions = 2 if recurrent.bidirectional else 1
+        if weight.ndim != 2 or weight.shape[1] != recurrent.hidden_size * directions:
+            raise ValueError(f"head must map {recurrent.hidden_size * directions} recurrent outputs, "
+                             f"got a weight of shape {weight.shape}")
+        n_outputs = weight.shape[0]
+        est = cls(cell=cell, hidden_size=recurrent.hidden_size, num_layers=recurrent.num_layers,
+                  bidirectional=recurrent.bidirectional, dropout=float(recurrent.dropout),
+                  standardize=False, dims=tuple(dims), **({"forget_bias": 0.0} if cell == "lstm" else {}))
+        est._check_params()
+        config = dict(cell=cell, input_size=recurrent.input_size, hidden_size=recurrent.hidden_size,
+                      num_layers=recurrent.num_layers, bidirectional=recurrent.bidirectional,
+                      dropout=float(recurrent.dropout), dtype=dtype, device="cpu", seed=0,
+                      n_outputs=n_outputs, per_step=bool(per_step))
+        if cell == "lstm":
+            config.update(peephole=False, coupled=False, forget_bias=0.0)
+        est.network_ = SequenceNet(config)
+        est.network_.load_state_dict({**state, "head.weight": weight, "head.bias": bias})
+        est._set_task_from_torch(n_outputs, classes)
+        est.n_features_in_, est._fit_columns, est._missing = recurrent.input_size, False, "error"
+        est._x_scaler, est._output_coord = None, None
+        est.loss_curve_, est.best_loss_, est.n_iter_ = [], np.inf, 0
+        est.validation_scores_ = est.best_validation_score_ = None
+        est._rng, est.device_ = check_random_state(None), "cpu"
         return est
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "_net" in self.__dict__:  # the net comes back on the CPU where no GPU is usable
-            self.device_ = self._net.device
+        if "network_" in self.__dict__:  # the net comes back on the CPU where no GPU is usable
+            self.device_ = self.network_.device
 
     def _check_restored(self):
         """Cross-check restored attributes, so that a crafted file fails here, not in predict."""
-        config = self._net.config
+        config = self.network_.config
         features = self._step_features()
         if (config["input_size"] != features * (2 if self._missing == "mask" else 1)
                 or (not self._fit_columns and features != self.n_features_in_)
@@ -765,7 +837,7 @@ _ATTRIBUTE_KINDS = {
     "best_loss_": (("json",), lambda v: isinstance(v, float)),
     "best_validation_score_": (("json",), lambda v: v is None or isinstance(v, float)),
     "n_iter_": (("json",), _is_int),
-    "_net": (("net",), lambda v: True),  # checked by SequenceNet and load_state_dict
+    "network_": (("net",), lambda v: True),  # checked by SequenceNet and load_state_dict
     "_x_scaler": (("standardizer", "json"), _is_scaler),
     "_output_dim": (("json",), lambda v: v is None or isinstance(v, str)),
     "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
@@ -875,6 +947,12 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
 
     def _n_outputs(self):
         return self.n_outputs_ * (len(self._quantiles) if self._quantiles else 1)
+
+    def _set_task_from_torch(self, n_outputs, classes):
+        if classes is not None:
+            raise ValueError("classes is for LSTMClassifier.from_torch")
+        self.n_outputs_, self._y_scaler, self._quantiles = n_outputs, None, None
+        self._output_dim = "output" if n_outputs > 1 else None
 
     def _requested_quantiles(self):
         """The sorted quantiles ``loss`` and ``quantiles`` ask for, or None."""
@@ -1056,6 +1134,18 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 
     def _loss(self, outputs, rows, weights=None):
         return cross_entropy(outputs, rows, weights)
+
+    def _set_task_from_torch(self, n_outputs, classes):
+        classes = np.arange(n_outputs) if classes is None else np.asarray(classes)
+        if classes.shape != (n_outputs,) or len(np.unique(classes)) != n_outputs or n_outputs < 2:
+            raise ValueError(f"classes must hold {n_outputs} distinct labels, one per head output "
+                             f"(at least 2), got {classes!r}")
+        if not np.array_equal(np.unique(classes), classes):
+            order = np.argsort(classes)  # classes_ is sorted: reorder the head's rows with it
+            self.network_.weight[:] = self.network_.weight[order]
+            self.network_.bias[:] = self.network_.bias[order]
+            classes = classes[order]
+        self.classes_, self._output_dim = classes, None
 
     def _class_weights(self, encoded, targets, fitted, *, partial):
         if self.class_weight is None:

@@ -186,7 +186,7 @@ class _Loop:
             if bar is not None:
                 bar.close()
         if val is not None and self.best is not None and not diverged:
-            est._net.load_state_dict(self.best[0])
+            est.network_.load_state_dict(self.best[0])
         if not (self.partial or self.converged or interrupted or diverged):
             warnings.warn(
                 f"{type(est).__name__}: maximum iterations ({n_epochs}) reached and the "
@@ -207,8 +207,8 @@ class _Loop:
         if data.val is None:
             improved, new_best = loss < est.best_loss_ - est.tol, loss < est.best_loss_
         else:
-            outputs = est._net.predict(data.x[data.val], data.lengths[data.val])
-            score = est._score(outputs, *data.rows(data.raw, data.val, est._net.per_step))
+            outputs = est.network_.predict(data.x[data.val], data.lengths[data.val])
+            score = est._score(outputs, *data.rows(data.raw, data.val, est.network_.per_step))
             est.validation_scores_.append(score)
             improved = score > est.best_validation_score_ + est.tol
             new_best = score > est.best_validation_score_
@@ -221,7 +221,7 @@ class _Loop:
         if est.learning_rate_schedule == "plateau" and self.no_improvement and not self.no_improvement % patience:
             est._optimizer.learning_rate /= 5
         if new_best:  # host copies, whatever the device
-            self.best = (est._net.state_dict(), _progress(est))
+            self.best = (est.network_.state_dict(), _progress(est))
         self.epochs += 1
         if self.no_improvement >= est.n_iter_no_change and not self.partial:
             self.converged = True
@@ -231,7 +231,7 @@ class _Loop:
         """One pass over the training sequences in seeded random order; returns the mean loss per target row."""
         est, data = self.est, self.data
         order = est._rng.permutation(data.train)
-        net, total, count = est._net, 0.0, 0
+        net, total, count = est.network_, 0.0, 0
         net.layer.train()
         try:
             for batch_number, start in enumerate(range(0, len(order), est.batch_size), 1):
@@ -274,7 +274,7 @@ class _Loop:
                 f"{exc}, before any epoch of this call finished; the estimator is left as it "
                 f"was before the call. To train, {advice}"
             ) from None
-        est._net.load_state_dict(self.best[0])
+        est.network_.load_state_dict(self.best[0])
         est._optimizer = est._make_optimizer()
         warnings.warn(
             f"{type(est).__name__}: {exc}; training stopped and the weights of epoch "
@@ -288,7 +288,7 @@ class _Loop:
     def _write_checkpoint(self):
         """Write the estimator at its best epoch so far, and the training state, to ``self.path``."""
         est = self.est
-        weights, progress = self.best if self.best is not None else (est._net.state_dict(), _progress(est))
+        weights, progress = self.best if self.best is not None else (est.network_.state_dict(), _progress(est))
         metadata, arrays = est._payload(weights=weights, progress=progress)
         scalars, buffers = est._optimizer.state_dict()
         rng = est._rng.get_state(legacy=False)
@@ -302,14 +302,14 @@ class _Loop:
             "progress": jsonable(_progress(est)),
             "optimizer": scalars,
             "rng": {key: value for key, value in rng.items() if key != "state"} | {"pos": rng["state"]["pos"]},
-            "dropout_rng": est._net.generator_state(),
-            "seed": est._net.config["seed"],
+            "dropout_rng": est.network_.generator_state(),
+            "seed": est.network_.config["seed"],
         }
         arrays[_TRAINING + "rng_key"] = rng["state"]["key"]
         arrays[_TRAINING + "train"] = self.data.train
         if self.data.val is not None:
             arrays[_TRAINING + "val"] = self.data.val
-        arrays.update({f"{_TRAINING}weights/{name}": value for name, value in est._net.state_dict().items()})
+        arrays.update({f"{_TRAINING}weights/{name}": value for name, value in est.network_.state_dict().items()})
         for name, values in buffers.items():
             arrays.update({f"{_TRAINING}optimizer/{name}/{i}": value for i, value in enumerate(values)})
         io.write_model(self.path, metadata, arrays)
@@ -341,7 +341,7 @@ class _Loop:
             raise ValueError(f"checkpoint_path={self.path!r} holds a damaged checkpoint ({exc})") from None
 
     def _restore(self, metadata, arrays, training):
-        est, data, net = self.est, self.data, self.est._net
+        est, data, net = self.est, self.data, self.est.network_
         train = _checked_indices(arrays[_TRAINING + "train"], len(data.lengths), "train")
         val = arrays.get(_TRAINING + "val")
         if (val is None) != (data.val is None):
@@ -359,7 +359,7 @@ class _Loop:
         best = None
         if training["has_best"] is True:
             saved = metadata["attributes"]
-            best_weights = {name[len("_net/"):]: value for name, value in arrays.items() if name.startswith("_net/")}
+            best_weights = {name[len("network_/"):]: value for name, value in arrays.items() if name.startswith("network_/")}
             best = (best_weights, _checked_progress({name: saved[name]["value"] for name in _PROGRESS}))
         counters = [training[key] for key in ("epochs", "no_improvement")]
         if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counters):
@@ -432,7 +432,7 @@ def _fingerprint(est, data):
     arrays = [data.x, data.lengths, data.encoded]
     arrays += [a for a in (data.observed, data.sample_weight, data.class_weights) if a is not None]
     if est.n_iter_:  # a warm start: the weights it starts from
-        arrays += list(est._net.state_dict().values())
+        arrays += list(est.network_.state_dict().values())
     for a in arrays:
         a = np.ascontiguousarray(a)
         digest.update(f"{a.dtype.str}{a.shape}".encode())

@@ -539,12 +539,12 @@ def test_estimator_on_cuda_matches_cpu(name, tmp_path, monkeypatch):
     cpu = cls(device="cpu", **ESTIMATOR_KW).fit(X, y)
     gpu = cls(device="cuda", **ESTIMATOR_KW).fit(X, y)
     assert gpu.device == "cuda" and gpu.device_ == "cuda"
-    assert all(nc.is_device_array(p) for p in gpu._net.layer.params.values())
+    assert all(nc.is_device_array(p) for p in gpu.network_.layer.params.values())
     assert all(nc.is_device_array(b) for b in gpu._optimizer.ms[:-2])  # Adam moments of the layer
     tol = TOL[np.float64]
     np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=tol, atol=tol)
-    for key, want in cpu._net.state_dict().items():
-        np.testing.assert_allclose(gpu._net.state_dict()[key], want, rtol=tol, atol=tol, err_msg=key)
+    for key, want in cpu.network_.state_dict().items():
+        np.testing.assert_allclose(gpu.network_.state_dict()[key], want, rtol=tol, atol=tol, err_msg=key)
     predict = "predict" if name == "LSTMRegressor" else "predict_proba"
     got = getattr(gpu, predict)(X)
     assert isinstance(got, np.ndarray) and got.dtype == np.float64
@@ -554,7 +554,7 @@ def test_estimator_on_cuda_matches_cpu(name, tmp_path, monkeypatch):
         blob = pickle.dumps(gpu)  # host copies of the weights and of the optimizer state
         restored = pickle.loads(blob)
         assert restored.device_ == "cuda"
-        assert all(nc.is_device_array(p) for p in restored._net.layer.params.values())
+        assert all(nc.is_device_array(p) for p in restored.network_.layer.params.values())
         np.testing.assert_array_equal(getattr(restored, predict)(X), got)
     else:
         gpu.save(tmp_path / "model.npz")
@@ -566,7 +566,7 @@ def test_estimator_on_cuda_matches_cpu(name, tmp_path, monkeypatch):
     restored = (pickle.loads(blob) if name == "LSTMClassifier"
                 else numlstm.load(tmp_path / "model.npz"))
     assert restored.device == "cuda" and restored.device_ == "cpu"
-    assert not any(nc.is_device_array(p) for p in restored._net.parameters())
+    assert not any(nc.is_device_array(p) for p in restored.network_.parameters())
     np.testing.assert_allclose(getattr(restored, predict)(X), got, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="device='cuda'"):
         cls(device="cuda", **ESTIMATOR_KW).fit(X, y)

@@ -87,7 +87,7 @@ def test_gaps_are_an_error_by_default_and_filled_on_request():
     with pytest.raises(ValueError, match="NaN inside a sequence .*missing='mask'"):
         LSTMRegressor(**TINY).fit(X, y)
     masked = LSTMRegressor(missing="mask", **TINY).fit(X, y)
-    assert masked._net.config["input_size"] == 4  # values and an indicator per feature
+    assert masked.network_.config["input_size"] == 4  # values and an indicator per feature
     assert np.isfinite(masked.predict(X)).all()
     filled = LSTMRegressor(missing="ffill", **TINY).fit(X, y)
     assert np.isfinite(filled.predict(X)).all()

@@ -47,7 +47,7 @@ def last_valid(X, lengths):
 
 
 def weights(est):
-    return est._net.state_dict()
+    return est.network_.state_dict()
 
 
 # ---- inputs and outputs ---------------------------------------------------------------
@@ -280,7 +280,7 @@ X = rng.normal(size=(50, 7, 3)); X[::3, 5:] = np.nan
 y = np.where(X[:, 0, 0] > 0, "a", "b")
 clf = LSTMClassifier(hidden_size=5, num_layers=2, dropout=0.2, max_iter=4, random_state=7).fit(X, y)
 h = hashlib.sha256(clf.predict_proba(X).tobytes())
-for w in clf._net.state_dict().values():
+for w in clf.network_.state_dict().values():
     h.update(w.tobytes())
 print(h.hexdigest())
 """
@@ -439,7 +439,7 @@ def _edit_saved_config(path, edit):
     with np.load(path) as archive:
         arrays = dict(archive)
     meta = json.loads(str(arrays["__metadata__"]))
-    edit(meta["attributes"]["_net"]["config"])
+    edit(meta["attributes"]["network_"]["config"])
     return _npz({**arrays, "__metadata__": np.array(json.dumps(meta))})
 
 
@@ -541,7 +541,7 @@ def test_failed_refit_leaves_the_fitted_estimator_intact(kind):
         y = X[:, -1, :]
         est, bad_X, bad_y, match = LSTMRegressor(**TINY), X[:, :, :1], y[:3], "."
     est.fit(X, y)
-    state = {name: getattr(est, name) for name in ("n_features_in_", "_output_dim", "_net", "_x_scaler")}
+    state = {name: getattr(est, name) for name in ("n_features_in_", "_output_dim", "network_", "_x_scaler")}
     before = est.predict(X)
     with pytest.raises(ValueError, match=match):
         est.fit(bad_X, bad_y)
@@ -644,7 +644,7 @@ def test_auto_device_resolves_to_cpu_without_gpu():
     cpu = LSTMRegressor(device="cpu", **TINY).fit(X, y)
     assert auto.device == "auto" and auto.get_params()["device"] == "auto"  # not mutated
     assert auto.device_ == "cpu" and cpu.device_ == "cpu"
-    assert auto._net.config["device"] == "cpu"
+    assert auto.network_.config["device"] == "cpu"
     np.testing.assert_array_equal(auto.predict(X), cpu.predict(X))
     assert clone(auto).device == "auto"
     auto.partial_fit(X, y)
@@ -660,12 +660,12 @@ def test_model_trained_on_cuda_loads_on_cpu(tmp_path):
     want = est.predict(X)
     est.set_params(device="cuda")
     est.device_ = "cuda"
-    est._net.config["device"] = "cuda"  # as if trained on a GPU
+    est.network_.config["device"] = "cuda"  # as if trained on a GPU
     path = tmp_path / "gpu_model.npz"
     est.save(path)
     for restored in (numlstm.load(path), pickle.loads(pickle.dumps(est))):
         assert restored.device == "cuda" and restored.device_ == "cpu"
-        assert restored._net.config["device"] == "cpu"
+        assert restored.network_.config["device"] == "cpu"
         np.testing.assert_array_equal(restored.predict(X), want)
         with pytest.raises(ValueError, match="device='cuda'"):  # training again needs the GPU
             restored.set_params(warm_start=True).fit(X, y)

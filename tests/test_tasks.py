@@ -101,3 +101,29 @@ def test_plateau_schedule_lowers_the_step_and_resumes_exactly(tmp_path):
         resumed = LSTMRegressor(**long, checkpoint_path=path).fit(X, y)
     np.testing.assert_array_equal(resumed.predict(X), reference.predict(X))
     assert resumed._optimizer.learning_rate == reference._optimizer.learning_rate < 0.01
+
+
+@pytest.mark.parametrize("module", ["LSTM", "GRU", "RNN"])
+def test_a_pytorch_model_loads_into_a_fitted_estimator(module, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    recurrent = getattr(torch.nn, module)(3, 5, num_layers=2, bidirectional=True, batch_first=True).double()
+    head = torch.nn.Linear(10, 2).double()
+    X = np.random.default_rng(7).normal(size=(4, 6, 3))
+    with torch.no_grad():
+        out, _ = recurrent(torch.from_numpy(X))
+        expected = head(torch.cat([out[:, -1, :5], out[:, 0, 5:]], dim=1)).numpy()
+        expected_steps = head(out).numpy()
+    reg = LSTMRegressor.from_torch(recurrent, head)
+    np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-12, atol=1e-14)
+    tagger = LSTMRegressor.from_torch(recurrent, head, per_step=True)
+    np.testing.assert_allclose(tagger.predict(X), expected_steps, rtol=1e-12, atol=1e-14)
+    clf = LSTMClassifier.from_torch(recurrent, head, classes=["b", "a"])
+    assert list(clf.classes_) == ["a", "b"]
+    np.testing.assert_allclose(clf.predict_proba(X), torch.softmax(torch.from_numpy(expected), 1).numpy()[:, ::-1],
+                               rtol=1e-12)
+    reg.save(tmp_path / "from_torch.npz")
+    np.testing.assert_array_equal(numlstm.load(tmp_path / "from_torch.npz").predict(X), reg.predict(X))
+    reg.partial_fit(X, expected)  # and it trains on from there
+    with pytest.raises(ValueError, match="proj"):
+        LSTMRegressor.from_torch(torch.nn.LSTM(3, 5, proj_size=2), head)

@@ -39,7 +39,7 @@ def data(n=40, seed=0):
 
 
 def weights(est):
-    return est._net.state_dict()
+    return est.network_.state_dict()
 
 
 def assert_same_weights(a, b):
@@ -282,9 +282,9 @@ def saved(tmp_path, est=None, classify=False):
 def write_edited(tmp_path, meta, arrays):
     """A model file with edited metadata and arrays, its manifest made to match."""
     meta = dict(meta)
-    if "arrays" in meta:  # the manifest of format 2 lists every array's dtype and shape
-        meta["arrays"] = {name: {"dtype": value.dtype.str, "shape": list(value.shape)}
-                          for name, value in arrays.items()}
+    if "manifest" in meta:  # format 2 lists every array's dtype and shape
+        meta["manifest"] = {name: {"dtype": value.dtype.str, "shape": list(value.shape)}
+                            for name, value in arrays.items()}
     buf = io.BytesIO()
     np.savez(buf, __metadata__=np.array(json.dumps(meta)), **arrays)
     path = tmp_path / "edited.npz"
@@ -314,17 +314,17 @@ def test_network_size_is_capped_before_anything_is_allocated(tmp_path):
     meta, arrays = saved(tmp_path)
     for key, value in (("hidden_size", 20000), ("num_layers", 100000), ("input_size", 10**9)):
         edited = json.loads(json.dumps(meta))
-        edited["attributes"]["_net"]["config"][key] = value
+        edited["attributes"]["network_"]["config"][key] = value
         with pytest.raises(ValueError, match="limit|describes .* weights"):
             numlstm.load(write_edited(tmp_path, edited, arrays))
     assert time.perf_counter() - started < 5
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda a: a["_x_scaler/mean"].__setitem__(0, np.nan), "mean"),
+    (lambda a: a["_x_scaler/mean"].__setitem__(0, np.nan), "scaling mean"),
     (lambda a: a["_x_scaler/scale"].__setitem__(1, 0), "scale above 0"),
     (lambda a: a["_y_scaler/scale"].__setitem__(0, -1), "scale above 0"),
-    (lambda a: a.__setitem__("_x_scaler/mean", a["_x_scaler/mean"][:1]), "mean"),
+    (lambda a: a.__setitem__("_x_scaler/mean", a["_x_scaler/mean"][:1]), "scaling mean"),
 ])
 def test_saved_scalers_are_checked(tmp_path, edit, match):
     meta, arrays = saved(tmp_path)
@@ -350,7 +350,7 @@ def test_saved_classes_and_attribute_kinds_are_checked(tmp_path):
     for classes in (np.array([[0, 1], [2, 3]]), np.array([1, 0]), np.array([1])):
         with pytest.raises(ValueError, match="classes_"):
             numlstm.load(write_edited(tmp_path, meta, {**arrays, "classes_": classes}))
-    for name, spec in (("_net", {"kind": "json", "value": 1}), ("n_iter_", {"kind": "net"}), ("n_iter_", 5)):
+    for name, spec in (("network_", {"kind": "json", "value": 1}), ("n_iter_", {"kind": "net"}), ("n_iter_", 5)):
         edited = json.loads(json.dumps(meta))
         edited["attributes"][name] = spec
         with pytest.raises(ValueError, match=name):
@@ -368,3 +368,13 @@ def test_predicting_without_the_fitted_feature_names_warns():
     plain = LSTMRegressor(hidden_size=6, max_iter=1, random_state=0).fit(X, y)
     with pytest.warns(UserWarning, match="fitted without feature names"):
         plain.predict(named)
+
+
+def test_files_that_call_the_network_net_still_load(tmp_path):
+    """Files written before the fitted network became public (attribute ``_net``) load the same."""
+    X, _ = data()
+    meta, arrays = saved(tmp_path)
+    est = numlstm.load(tmp_path / "model.npz")
+    meta["attributes"]["_net"] = meta["attributes"].pop("network_")
+    arrays = {k.replace("network_/", "_net/"): v for k, v in arrays.items()}
+    np.testing.assert_array_equal(numlstm.load(write_edited(tmp_path, meta, arrays)).predict(X), est.predict(X))
