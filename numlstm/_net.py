@@ -27,7 +27,8 @@ def _parameter_count(config):
     for layer in range(config["num_layers"]):
         inputs = config["input_size"] if layer == 0 else directions * hidden
         count += directions * (gates * hidden * (inputs + hidden + 2) + peephole)
-    return count + config["n_outputs"] * (directions * hidden + 1)
+    embedding = (config.get("vocabulary_size") or 0) * config["input_size"]
+    return count + config["n_outputs"] * (directions * hidden + 1) + embedding
 
 
 def check_size(config, saved_count=None):
@@ -77,15 +78,20 @@ class SequenceNet:
         ``cell`` ("lstm", "gru" or "rnn"), ``input_size``, ``hidden_size``,
         ``num_layers``, ``bidirectional``, ``dropout``, ``dtype``, ``device``,
         ``seed`` (int), ``n_outputs``, ``per_step`` (bool) and, for LSTM,
-        ``peephole``, ``coupled`` and ``forget_bias``. It must be JSON-able:
-        :mod:`numlstm.io` stores it.
+        ``peephole``, ``coupled`` and ``forget_bias``; for token input,
+        ``vocabulary_size``: the rows of an embedding table of width
+        ``input_size`` that the input's token indices look up. It must be
+        JSON-able: :mod:`numlstm.io` stores it.
 
     Notes
     -----
     The layer's own generator, seeded by ``config["seed"]``, draws its weights
     and its dropout masks; the head is drawn like ``torch.nn.Linear``,
     U(-1/sqrt(width), 1/sqrt(width)), from a generator seeded by ``seed + 1``.
-    The head weight has PyTorch's layout ``(n_outputs, width)``.
+    The head weight has PyTorch's layout ``(n_outputs, width)``. An embedding
+    table is drawn N(0, 1), as ``torch.nn.Embedding`` does, from a generator
+    seeded by ``seed + 2``, but for row 0, the index of tokens unseen in fit,
+    which starts at 0.
 
     With ``device="cuda"`` the layer's weights and gradients live on the GPU
     (device arrays); the head stays a pair of NumPy arrays. Per batch, the
@@ -120,6 +126,18 @@ class SequenceNet:
         rng = np.random.default_rng(cfg["seed"] + 1)
         self.weight = rng.uniform(-bound, bound, (cfg["n_outputs"], width)).astype(cfg["dtype"])
         self.bias = rng.uniform(-bound, bound, cfg["n_outputs"]).astype(cfg["dtype"])
+        self.embedding = None
+        if cfg.get("vocabulary_size"):
+            table = np.random.default_rng(cfg["seed"] + 2).standard_normal((cfg["vocabulary_size"], cfg["input_size"]))
+            table[0] = 0
+            self.embedding = table.astype(cfg["dtype"])
+
+    def _extra(self):
+        """The parameters besides the layer's, by state_dict name."""
+        extra = {"head.weight": self.weight, "head.bias": self.bias}
+        if self.embedding is not None:
+            extra["embedding.weight"] = self.embedding
+        return extra
 
     @property
     def per_step(self):
@@ -130,25 +148,27 @@ class SequenceNet:
         return self.config["device"]
 
     def parameters(self):
-        """The live parameter arrays: the layer's (device arrays on "cuda"), then the head's weight and bias."""
-        return [*self.layer.params.values(), self.weight, self.bias]
+        """The live parameter arrays: the layer's (device arrays on "cuda"), the head's weight and
+        bias, then the embedding table if there is one."""
+        return [*self.layer.params.values(), *self._extra().values()]
 
     def state_dict(self):
-        """Copies of all weights: the layer's under torch names, then ``head.weight``, ``head.bias``."""
-        return {**self.layer.state_dict(), "head.weight": self.weight.copy(), "head.bias": self.bias.copy()}
+        """Copies of all weights: the layer's under torch names, then ``head.weight``, ``head.bias``
+        and ``embedding.weight``."""
+        return {**self.layer.state_dict(), **{name: value.copy() for name, value in self._extra().items()}}
 
     def load_state_dict(self, state_dict):
         """Load weights from a mapping like :meth:`state_dict`; ValueError if any is missing or wrong."""
         state_dict = dict(state_dict)
-        head = {}
-        for name, target in (("head.weight", self.weight), ("head.bias", self.bias)):
+        extra = {}
+        for name, target in self._extra().items():
             value = np.asarray(state_dict.pop(name, None))
             if value.shape != target.shape or value.dtype.kind not in "fiu" or not np.isfinite(value).all():
                 raise ValueError(f"{name} must be a finite array of shape {target.shape}")
-            head[name] = value
+            extra[name] = value
         self.layer.load_state_dict(state_dict)
-        np.copyto(self.weight, head["head.weight"])
-        np.copyto(self.bias, head["head.bias"])
+        for name, target in self._extra().items():
+            np.copyto(target, extra[name])
 
     def generator_state(self):
         """The state of the generator that draws the dropout masks (JSON-able)."""
@@ -182,6 +202,7 @@ class SequenceNet:
         Parameters
         ----------
         x : ndarray of shape (batch, n_timesteps, input_size)
+            Or, with an embedding table, int indices into it, (batch, n_timesteps).
         lengths : ndarray of shape (batch,), int
 
         Returns
@@ -191,9 +212,12 @@ class SequenceNet:
         cache : tuple
             What :meth:`backward` needs; useless after a forward under ``no_grad``.
         """
+        tokens = None
+        if self.embedding is not None:
+            tokens, x = x, self.embedding[x]
         out, _ = self.layer(x, lengths=lengths)
         rows, where = self._rows(out, lengths)
-        return rows @ self.weight.T + self.bias, (out.shape, rows, where)
+        return rows @ self.weight.T + self.bias, (out.shape, rows, where, tokens, lengths)
 
     def predict(self, x, lengths, chunk_size=1024):
         """:meth:`forward` without dropout or gradient storage, in chunks of samples."""
@@ -203,7 +227,7 @@ class SequenceNet:
 
     def backward(self, grad_outputs, cache):
         """Gradients of all parameters, in :meth:`parameters` order, from the outputs' gradient."""
-        shape, rows, where = cache
+        shape, rows, where, tokens, lengths = cache
         grad_rows = grad_outputs @ self.weight
         grad_out = np.zeros(shape, self.weight.dtype)
         hidden = self.layer.hidden_size
@@ -215,12 +239,19 @@ class SequenceNet:
                 grad_out[:, 0, hidden:] = grad_rows[:, hidden:]
         if self.device != "cpu":  # a device array in: grad_x and the state gradients stay there
             grad_out = _backend.get_backend(self.device).to_device(grad_out)
-        self.layer.backward(grad_out)
-        return [*self.layer.grads.values(), grad_outputs.T @ rows, grad_outputs.sum(axis=0)]
+        grad_x, _ = self.layer.backward(grad_out)
+        grads = [*self.layer.grads.values(), grad_outputs.T @ rows, grad_outputs.sum(axis=0)]
+        if self.embedding is not None:  # each valid step's input gradient goes to its token's row
+            valid = np.arange(tokens.shape[1]) < lengths[:, None]
+            grad_x = _backend.get_backend(self.device).asnumpy(grad_x)
+            grad_table = np.zeros_like(self.embedding)
+            np.add.at(grad_table, tokens[valid], grad_x[valid])
+            grads.append(grad_table)
+        return grads
 
     def gate_states(self, x, lengths):
         """The layer's per-step gates and states, each (num_layers, num_directions, T, batch, size)."""
-        return self.layer.gate_states(x, lengths=lengths)
+        return self.layer.gate_states(x if self.embedding is None else self.embedding[x], lengths=lengths)
 
     def to(self, device):
         """This net with its layer on ``device``: ``self`` if it is there already, else a copy.

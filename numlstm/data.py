@@ -43,6 +43,7 @@ __all__ = [
     "Standardizer",
     "check_sequences",
     "check_targets",
+    "check_tokens",
     "fill_missing",
     "pad",
     "to_output",
@@ -367,6 +368,69 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
     return Sequences(values, lengths, dims if from_xarray else None, coords, offsets, n_columns, has_gaps)
 
 
+def check_tokens(X, *, padding_token=-1, dims=DEFAULT_DIMS, input_name="X"):
+    """Validate token sequences: integer ids, padded with ``padding_token``.
+
+    Parameters
+    ----------
+    X : array-like of int of shape (n_samples, n_timesteps), list of int arrays or xarray.DataArray
+        Token ids (words, symbols, categories), one per step. A list holds
+        one ``(time,)`` array per sequence; a DataArray has the sample and
+        time dims.
+    padding_token : int, default=-1
+        The id that pads shorter sequences, at their end or their start (the
+        alignment rule of :func:`check_sequences`); it may not appear inside a
+        sequence.
+    dims, input_name
+        As in :func:`check_sequences`.
+
+    Returns
+    -------
+    Sequences
+        Start-aligned, ``values`` of shape (n_samples, n_timesteps, 1) and
+        dtype int64, holding ``padding_token`` at the padded steps.
+    """
+    dims = _check_dims(dims)
+    coords = {}
+    from_xarray = isinstance(X, xr.DataArray)
+    if from_xarray:
+        X, coords = _from_dataarray(X, dims)
+    elif _is_sequence_list(X):
+        arrays = [np.asarray(x) for x in X]
+        if any(a.ndim != 1 for a in arrays):
+            raise ValueError(f"a list of token sequences holds 1-D arrays, got shapes {[a.shape for a in arrays]}")
+        tokens = np.full((len(arrays), max(len(a) for a in arrays)), padding_token, np.int64)
+        for row, a in zip(tokens, arrays):
+            row[: len(a)] = _as_tokens(a, input_name)
+        X = tokens
+    tokens = _as_tokens(np.asarray(X), input_name)
+    if tokens.ndim != 2 or 0 in tokens.shape:
+        raise ValueError(f"{input_name} of tokens must be 2-D (sample, time), non-empty, got shape {tokens.shape}")
+    observed = tokens != padding_token
+    if not observed.any(axis=1).all():
+        i = int(np.argmin(observed.any(axis=1)))
+        raise ValueError(f"{input_name} contains a sequence of padding tokens only (sample {i})")
+    offsets = observed.argmax(axis=1)
+    lengths = tokens.shape[1] - observed[:, ::-1].argmax(axis=1) - offsets
+    steps = np.arange(tokens.shape[1])
+    inside = (steps >= offsets[:, None]) & (steps < (offsets + lengths)[:, None])
+    if (inside & ~observed).any():
+        i, t = np.argwhere(inside & ~observed)[0]
+        raise ValueError(f"{input_name} has padding_token={padding_token} inside a sequence (sample {i}, "
+                         f"step {t}); it may only pad the start or the end")
+    values = np.ascontiguousarray(_shift(tokens, offsets)[:, :, None])
+    return Sequences(values, lengths, dims if from_xarray else None, coords, offsets)
+
+
+def _as_tokens(values, input_name):
+    """``values`` as int64 token ids; TypeError for anything but whole numbers."""
+    if values.dtype.kind in "iu" or values.dtype == bool:
+        return values.astype(np.int64)
+    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+        return values.astype(np.int64)
+    raise TypeError(f"{input_name} of tokens must hold integer ids, got dtype {values.dtype}")
+
+
 def fill_missing(values, mask, how):
     """Fill the NaN gaps that :func:`check_sequences` left in start-aligned ``values``.
 
@@ -505,7 +569,7 @@ def check_targets(y, seqs, *, dims=DEFAULT_DIMS, numeric=True, multi_output=True
     if numeric:
         values = check_array(
             values.reshape(values.shape[0], -1),
-            dtype=seqs.values.dtype,
+            dtype=seqs.values.dtype if seqs.values.dtype.kind == "f" else np.float32,  # tokens: float32 nets
             ensure_all_finite=False,
             input_name="y",
         ).reshape(values.shape)

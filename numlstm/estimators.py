@@ -33,6 +33,7 @@ from numlstm.data import (
     Standardizer,
     check_sequences,
     check_targets,
+    check_tokens,
     fill_missing,
     to_output,
 )
@@ -65,6 +66,17 @@ _PARAMETERS_DOC = """
     forget_bias : float, default=1.0
         LSTM only, ignored by the other cells: added to the forget-gate bias
         at initialization (Jozefowicz et al. 2015).
+    embedding_dim : int or None, default=None
+        If set, X holds integer token ids (words, symbols, categories), one
+        per step: a 2-D array (sample, time), a list of 1-D arrays or a
+        DataArray. Each id seen in ``fit`` gets a learned vector of this
+        size (the table is trained with the rest and saved with the model),
+        which feeds the recurrent layer; ids not seen in ``fit`` share one
+        vector, zero unless trained. See ``vocabulary_``.
+    padding_token : int, default=-1
+        With ``embedding_dim``: the id that pads shorter sequences, at their
+        end or their start. Padded steps are left out of the loss, and
+        per-step predictions mask them.
     dropout : float, default=0.0
         Dropout on the outputs of every recurrent layer but the last, during
         training.
@@ -173,6 +185,10 @@ _PARAMETERS_DOC = """
         Highest value in ``validation_scores_``; None without ``early_stopping``.
     n_iter_ : int
         Epochs run, summed over ``partial_fit`` calls and warm starts.
+    vocabulary_ : ndarray of int
+        With ``embedding_dim``: the token ids seen in ``fit``, sorted; id
+        ``vocabulary_[i]`` has row ``i + 1`` of the embedding table
+        (``network_.embedding``), and row 0 serves unseen ids.
     network_ : numlstm._net.SequenceNet
         The fitted network. ``network_.layer`` is the recurrent layer (a
         :class:`numlstm.LSTM`, ``GRU`` or ``RNN``, whose ``state_dict()`` uses
@@ -203,6 +219,8 @@ class _SequenceEstimator(BaseEstimator):
         "peephole": ["boolean"],
         "coupled": ["boolean"],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
+        "embedding_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "padding_token": [Integral],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -245,6 +263,7 @@ class _SequenceEstimator(BaseEstimator):
         "_output_coord",
         "_missing",
         "_fit_columns",
+        "vocabulary_",
     )
     _EXTRA_ATTRIBUTE_KINDS = {}  # the subclasses' own saved attributes, as in _ATTRIBUTE_KINDS
 
@@ -258,6 +277,8 @@ class _SequenceEstimator(BaseEstimator):
         peephole=False,
         coupled=False,
         forget_bias=1.0,
+        embedding_dim=None,
+        padding_token=-1,
         dropout=0.0,
         batch_size=32,
         max_iter=100,
@@ -291,6 +312,8 @@ class _SequenceEstimator(BaseEstimator):
         self.peephole = peephole
         self.coupled = coupled
         self.forget_bias = forget_bias
+        self.embedding_dim = embedding_dim
+        self.padding_token = padding_token
         self.dropout = dropout
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -360,6 +383,8 @@ class _SequenceEstimator(BaseEstimator):
 
     def _check_X(self, X, *, reset):
         """Validate X; unless ``reset`` (a new fit, which records them later), check its features."""
+        if self.embedding_dim is not None if reset else hasattr(self, "vocabulary_"):
+            return check_tokens(X, padding_token=self.padding_token, dims=self.dims)
         dtype = FLOAT_DTYPES if reset else self.network_.config["dtype"]
         seqs = check_sequences(X, dims=self.dims, dtype=dtype, missing=self.missing if reset else self._missing)
         if reset:
@@ -394,6 +419,8 @@ class _SequenceEstimator(BaseEstimator):
 
     def _step_features(self):
         """Features per time step of the fitted model's input, before any missingness indicators."""
+        if hasattr(self, "vocabulary_"):
+            return 1  # a token id
         return self.network_.config["input_size"] // (2 if self._missing == "mask" else 1)
 
     def _check_targets(self, y, seqs, *, reset):
@@ -406,7 +433,12 @@ class _SequenceEstimator(BaseEstimator):
     # ---- model --------------------------------------------------------------------------
 
     def _scaled(self, seqs):
-        """The network's input: standardized values with their gaps filled as ``missing`` says."""
+        """The network's input: standardized values with their gaps filled as ``missing`` says,
+        or each token's row in the embedding table."""
+        if hasattr(self, "vocabulary_"):
+            tokens = seqs.values[..., 0]
+            index = np.searchsorted(self.vocabulary_, tokens).clip(0, len(self.vocabulary_) - 1)
+            return np.where((self.vocabulary_[index] == tokens) & seqs.mask, index + 1, 0)
         values = seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
         return fill_missing(values, seqs.mask, self._missing) if seqs.has_gaps or self._missing == "mask" else values
 
@@ -414,13 +446,20 @@ class _SequenceEstimator(BaseEstimator):
         """Fresh random state, input scaling and network (on the resolved ``device``) for a new fit."""
         self._rng = check_random_state(self.random_state)
         step_weights = None if sample_weight is None else np.repeat(sample_weight, seqs.lengths)
-        self._x_scaler = Standardizer.fit(seqs.values[seqs.mask], step_weights) if self.standardize else None
         config = {name: getattr(self, name) for name in ("cell", "hidden_size", "num_layers", "bidirectional")}
+        if self.embedding_dim is not None:
+            self.vocabulary_ = np.unique(seqs.values[seqs.mask])
+            self._x_scaler = None
+            config.update(input_size=self.embedding_dim, vocabulary_size=len(self.vocabulary_) + 1, dtype="float32")
+        else:
+            if hasattr(self, "vocabulary_"):
+                del self.vocabulary_
+            self._x_scaler = Standardizer.fit(seqs.values[seqs.mask], step_weights) if self.standardize else None
+            config.update(input_size=seqs.values.shape[2] * (2 if self.missing == "mask" else 1),
+                          dtype=seqs.values.dtype.name)
         config.update(
             device=device,
-            input_size=seqs.values.shape[2] * (2 if self.missing == "mask" else 1),
             dropout=float(self.dropout),
-            dtype=seqs.values.dtype.name,
             seed=int(self._rng.randint(np.iinfo(np.int32).max - 1)),
             n_outputs=n_outputs,
             per_step=per_step,
@@ -453,6 +492,11 @@ class _SequenceEstimator(BaseEstimator):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "network_") and (partial or self.warm_start)
+        if continuing and (self.embedding_dim is None) == hasattr(self, "vocabulary_") or (
+                continuing and self.embedding_dim is not None
+                and self.embedding_dim != self.network_.config["input_size"]):
+            raise ValueError("cannot continue training after changing embedding_dim; set warm_start=False to "
+                             "start afresh")
         if continuing and self.missing != self._missing:
             raise ValueError(f"cannot continue training after changing missing from {self._missing!r} to "
                              f"{self.missing!r}; set warm_start=False to start afresh")
@@ -535,17 +579,25 @@ class _SequenceEstimator(BaseEstimator):
         return seqs, self.network_.predict(self._scaled(seqs), seqs.lengths)
 
     def _output(self, rows, seqs, output_dim, output_coord=None, quantiles=None):
-        """Rows back into the shape and type of the input (per-step rows padded with NaN)."""
-        if self.network_.per_step:
-            mask = seqs.mask
-            dtype = rows.dtype
-            if not mask.all() and dtype.kind not in "fc":
-                dtype = np.float64 if dtype.kind in "iu" else object
-            full = np.full(mask.shape + rows.shape[1:], np.nan, dtype)
-            full[mask] = rows
-            rows = seqs.to_input_steps(full)
-        return to_output(rows, seqs, per_step=self.network_.per_step, output_dim=output_dim, output_coord=output_coord,
-                         quantiles=quantiles)
+        """Rows back into the shape and type of the input.
+
+        Per-step rows go back to the input's steps. Padded steps hold NaN,
+        but per-step labels come as a masked array of the labels' own dtype
+        for array input (whatever the padding), and as float (numeric
+        labels) or object for a DataArray.
+        """
+        kwargs = dict(output_dim=output_dim, output_coord=output_coord, quantiles=quantiles)
+        if not self.network_.per_step:
+            return to_output(rows, seqs, per_step=False, **kwargs)
+        labels = rows.dtype.kind not in "fc"
+        if labels and seqs.dims is not None:
+            rows = rows.astype(np.float64 if rows.dtype.kind in "iub" else object)
+        full = np.full(seqs.mask.shape + rows.shape[1:], 0 if rows.dtype.kind in "iub" else np.nan, rows.dtype)
+        full[seqs.mask] = rows
+        out = to_output(seqs.to_input_steps(full), seqs, per_step=True, **kwargs)
+        if labels and seqs.dims is None:
+            return np.ma.MaskedArray(out, mask=~seqs.to_input_steps(seqs.mask))
+        return out
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination (regressor) or accuracy (classifier) over all targets.
@@ -794,7 +846,11 @@ class _SequenceEstimator(BaseEstimator):
         """Cross-check restored attributes, so that a crafted file fails here, not in predict."""
         config = self.network_.config
         features = self._step_features()
-        if (config["input_size"] != features * (2 if self._missing == "mask" else 1)
+        vocabulary = getattr(self, "vocabulary_", None)
+        if vocabulary is not None:
+            if config.get("vocabulary_size") != len(vocabulary) + 1 or config["input_size"] != self.embedding_dim:
+                raise ValueError("the saved embedding table does not match vocabulary_ and embedding_dim")
+        elif (config["input_size"] != features * (2 if self._missing == "mask" else 1)
                 or (not self._fit_columns and features != self.n_features_in_)
                 or config["n_outputs"] != self._n_outputs()):
             raise ValueError("the saved network does not match the saved feature or output counts")
@@ -843,6 +899,7 @@ _ATTRIBUTE_KINDS = {
     "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
     "_missing": (("json",), lambda v: v in MISSING),
     "_fit_columns": (("json",), lambda v: isinstance(v, bool)),
+    "vocabulary_": (("array",), lambda v: _is_1d(v, "iu") and len(v) and np.array_equal(np.unique(v), v)),
 }
 
 
@@ -888,6 +945,9 @@ def _checked_net_config(config):
             raise ValueError(f"network config {key!r} must be at least 1, got {config[key]}")
     if not 0 <= config["dropout"] < 1:
         raise ValueError(f"network config 'dropout' must be in [0, 1), got {config['dropout']}")
+    vocabulary = config.get("vocabulary_size")
+    if vocabulary is not None and not _is_int(vocabulary, 2):
+        raise ValueError(f"network config 'vocabulary_size' must be an int >= 2, got {vocabulary!r}")
     return config
 
 

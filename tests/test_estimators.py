@@ -139,13 +139,22 @@ def test_per_step_classification():
     clf = LSTMClassifier(**TINY).fit(X, tags[..., None])
     pred = clf.predict(X)
     mask = np.arange(6) < lengths[:, None]
-    assert pred.shape == (40, 6) and pred.dtype == object
+    # masked at the padded steps, in the labels' own dtype whatever the padding
+    assert isinstance(pred, np.ma.MaskedArray) and pred.shape == (40, 6)
+    assert pred.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(pred.mask, ~mask)
     assert set(pred[mask]) <= {"NOUN", "VERB"}
-    assert all(v is np.nan or np.isnan(v) for v in pred[~mask])
     assert clf.predict_proba(X).shape == (40, 6, 2)
     assert clf.score(X, tags[..., None]) == accuracy_score(tags[mask].astype(str), pred[mask].astype(str))
     unpadded = LSTMClassifier(**TINY).fit(X[:, :2], tags[:, :2, None])
     assert unpadded.predict(X[:, :2]).dtype == unpadded.classes_.dtype
+    numbered = LSTMClassifier(**TINY).fit(X, np.where(tags == "NOUN", 1, 2)[..., None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        for data in (X, X[:, :2]):
+            assert numbered.predict(data).dtype == numbered.classes_.dtype == np.int64
+    labelled = clf.predict(xr.DataArray(X, dims=("sample", "time", "feature")))
+    assert labelled.dtype == object and labelled.values[~mask].tolist() == [np.nan] * int((~mask).sum())
 
 
 # ---- training loop --------------------------------------------------------------------
