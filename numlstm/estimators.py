@@ -17,7 +17,6 @@ import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -39,7 +38,7 @@ from numlstm.data import (
 )
 from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
 from numlstm.optim import SGD, Adam
-from numlstm.training import TrainingData, jsonable, train
+from numlstm.training import MIN_VALIDATION_SEQUENCES, TrainingData, jsonable, train, validation_split
 
 __all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
 
@@ -122,7 +121,10 @@ _PARAMETERS_DOC = """
         Hold out ``validation_fraction`` of the sequences (stratified by class
         for sequence classification), stop when the validation score has not
         improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the
-        weights of the best epoch. Not used by ``partial_fit``.
+        weights of the best epoch. If that would hold out fewer than
+        ``numlstm.training.MIN_VALIDATION_SEQUENCES`` (%(min_val)d) sequences,
+        the training loss decides instead, with a warning. Not used by
+        ``partial_fit``.
     validation_fraction : float, default=0.1
         Share of the sequences held out for early stopping.
     n_iter_no_change : int, default=10
@@ -515,8 +517,10 @@ class _SequenceEstimator(BaseEstimator):
             train_rows, val = np.arange(len(seqs.lengths)), None
             if self.early_stopping and not partial:
                 stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
-                train_rows, val = train_test_split(train_rows, test_size=self.validation_fraction,
-                                                   random_state=self._rng, stratify=stratify)
+                train_rows, val = validation_split(train_rows, self.validation_fraction, self._rng, stratify,
+                                                   type(self).__name__)
+                if val is None:  # too few to validate on: the training loss decides
+                    self.validation_scores_ = self.best_validation_score_ = None
             data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
                                 targets.observed, sample_weight, class_weights)
             train(self, data, partial=partial)
@@ -970,6 +974,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
             target_note=" and each target",
             loss_note=" (mean squared error, in standardized target units when ``standardize``)",
             score_name="R²",
+            min_val=MIN_VALIDATION_SEQUENCES,
         )
         + """    n_outputs_ : int
         Number of targets per sequence (or per step).
@@ -1135,7 +1140,8 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     dim) for one label per step.
 """
         + _PARAMETERS_DOC
-        % dict(target_note="", loss_note=" (cross-entropy)", score_name="accuracy")
+        % dict(target_note="", loss_note=" (cross-entropy)", score_name="accuracy",
+               min_val=MIN_VALIDATION_SEQUENCES)
         + """    classes_ : ndarray of shape (n_classes,)
         The class labels.
 

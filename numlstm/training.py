@@ -7,6 +7,16 @@ improved by ``tol`` for ``n_iter_no_change`` epochs. The loop works on the
 estimator's fitted attributes; the estimator owns the data, the network, the
 loss and the scores.
 
+Validation
+----------
+With ``early_stopping``, :func:`validation_split` holds out
+``validation_fraction`` of the sequences, but never fewer than
+``MIN_VALIDATION_SEQUENCES``: a score on a handful of sequences is noise, and
+stopping on it restores a model from the first epochs. Below that, the loop
+watches the training loss instead, with a warning. When the best validation
+epoch's training loss is more than twice the last epoch's, restoring it says
+so in a warning.
+
 Divergence
 ----------
 A mini-batch whose loss is not finite, or is more than
@@ -38,20 +48,26 @@ but never resumes from one.
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 
 from numlstm import io
 from numlstm.optim import clip_grad_norm
 
-__all__ = ["DIVERGENCE_FACTOR", "TrainingData", "train", "target_rows", "jsonable"]
+__all__ = ["DIVERGENCE_FACTOR", "MIN_VALIDATION_SEQUENCES", "TrainingData", "train", "validation_split",
+           "target_rows", "jsonable"]
 
 DIVERGENCE_FACTOR = 1e4
 """How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
+
+MIN_VALIDATION_SEQUENCES = 10
+"""The fewest held-out sequences early stopping validates on."""
 
 # Hyper-parameters that do not change what a fit computes epoch by epoch.
 _NOT_FINGERPRINTED = ("max_iter", "verbose", "warm_start", "checkpoint_path")
@@ -123,6 +139,39 @@ class _Diverged(Exception):
                 f"mini-batch {self.batch}")
 
 
+def validation_split(indices, fraction, rng, stratify, name):
+    """Training and validation indices for early stopping, or ``(indices, None)`` if too few.
+
+    Parameters
+    ----------
+    indices : ndarray of int
+    fraction : float
+        ``validation_fraction``.
+    rng : numpy.random.RandomState
+    stratify : ndarray or None
+        Class labels to stratify by.
+    name : str
+        The estimator's name, for messages.
+    """
+    n_val = math.ceil(fraction * len(indices))
+    if n_val < MIN_VALIDATION_SEQUENCES:
+        warnings.warn(
+            f"{name}: early stopping would validate on {n_val} sequences (validation_fraction={fraction} "
+            f"of {len(indices)}), fewer than {MIN_VALIDATION_SEQUENCES}; it watches the training loss "
+            "instead. Raise validation_fraction or pass more sequences to validate",
+            UserWarning,
+            stacklevel=4,
+        )
+        return indices, None
+    try:
+        return train_test_split(indices, test_size=fraction, random_state=rng, stratify=stratify)
+    except ValueError as exc:
+        raise ValueError(
+            f"validation_fraction={fraction} cannot hold out a stratified validation set from "
+            f"{len(indices)} sequences ({exc}); raise validation_fraction, or set early_stopping=False"
+        ) from None
+
+
 def train(est, data, *, partial):
     """Run one ``fit`` (``partial=False``) or ``partial_fit`` call's epochs on ``est``.
 
@@ -186,13 +235,30 @@ class _Loop:
             if bar is not None:
                 bar.close()
         if val is not None and self.best is not None and not diverged:
-            est.network_.load_state_dict(self.best[0])
+            self._restore_best()
         if not (self.partial or self.converged or interrupted or diverged):
             warnings.warn(
                 f"{type(est).__name__}: maximum iterations ({n_epochs}) reached and the "
                 "optimization hasn't converged yet.",
                 ConvergenceWarning,
                 stacklevel=5,
+            )
+
+    def _restore_best(self):
+        """Load the best validation epoch's weights; warn if its training loss was far above the last."""
+        est = self.est
+        weights, progress = self.best
+        est.network_.load_state_dict(weights)
+        best_epoch, last_loss = progress["n_iter_"], est.loss_curve_[-1]
+        best_loss = progress["loss_curve_"][-1]
+        if best_loss > 2 * last_loss:
+            warnings.warn(
+                f"{type(est).__name__}: restored the weights of epoch {best_epoch}, the best on the "
+                f"{len(self.data.val)} validation sequences (score {progress['best_validation_score_']:.4g}); "
+                f"their training loss {best_loss:.4g} is {best_loss / last_loss:.1f} times the last epoch's "
+                f"({est.n_iter_}, {last_loss:.4g})",
+                UserWarning,
+                stacklevel=6,
             )
 
     # ---- one epoch ------------------------------------------------------------------------

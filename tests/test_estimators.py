@@ -262,7 +262,7 @@ def test_partial_fit_and_warm_start():
     reg.fit(X, X[:, -1, 0])
     assert reg.n_iter_ == 6 and len(reg.loss_curve_) == 6
     assert not np.array_equal(first["head.weight"], weights(reg)["head.weight"])
-    reg.set_params(early_stopping=True).fit(X, X[:, -1, 0])  # a fresh validation record per fit
+    reg.set_params(early_stopping=True, validation_fraction=0.25).fit(X, X[:, -1, 0])  # a fresh record per fit
     assert reg.n_iter_ == 9 and len(reg.validation_scores_) == 3
     with pytest.raises(ValueError, match="hidden_size"):
         reg.set_params(hidden_size=3).fit(X, X[:, -1, 0])

@@ -127,3 +127,26 @@ def test_a_pytorch_model_loads_into_a_fitted_estimator(module, tmp_path):
     reg.partial_fit(X, expected)  # and it trains on from there
     with pytest.raises(ValueError, match="proj"):
         LSTMRegressor.from_torch(torch.nn.LSTM(3, 5, proj_size=2), head)
+
+
+def test_early_stopping_never_validates_on_a_handful_of_sequences():
+    X, y = noisy_sums(50, 8)
+    est = LSTMRegressor(early_stopping=True, hidden_size=4, max_iter=4, random_state=0)
+    with pytest.warns(UserWarning, match="validate on 5 sequences .* fewer than 10; it watches the training loss"):
+        est.fit(X, y)
+    assert est.validation_scores_ is None and est.n_iter_ == 4
+    labels = np.array(["a"] * 20 + ["b"] * 19 + ["c"])  # one "c": no stratified split holds it
+    with pytest.raises(ValueError, match="validation_fraction=0.3 cannot hold out a stratified"):
+        LSTMClassifier(early_stopping=True, validation_fraction=0.3).fit(X[:40], labels)
+
+
+def test_restoring_an_early_epoch_far_worse_on_training_loss_says_so(monkeypatch):
+    X, _ = noisy_sums(60, 9)
+    y = X[:, -1, 0]  # learnable to a small loss
+    scores = iter(-np.arange(100.0))  # the first epoch validates best, and never again
+    monkeypatch.setattr(LSTMRegressor, "_score_rows", lambda self, *args: float(next(scores)))
+    est = LSTMRegressor(early_stopping=True, validation_fraction=0.2, n_iter_no_change=30, max_iter=30,
+                        hidden_size=8, batch_size=8, random_state=0)
+    with pytest.warns(UserWarning, match=r"restored the weights of epoch 1, the best on the 12 validation"):
+        est.fit(X, y)
+    assert est.loss_curve_[0] > 2 * est.loss_curve_[-1]
