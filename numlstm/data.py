@@ -328,6 +328,14 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
             f"got an array of shape {values.shape}"
         )
     n_samples, n_timesteps, n_features = values.shape
+    if plain and n_columns is None and n_features >= 10 * max(n_timesteps, 1):
+        warnings.warn(
+            f"{input_name} has shape {values.shape}, read as (sample, time, feature): {n_timesteps} "
+            f"step(s) of {n_features} features. If it is sktime's (instance, channel, time) layout, "
+            f"pass {input_name}.transpose(0, 2, 1); a DataArray with named dims (see dims) leaves no doubt",
+            UserWarning,
+            stacklevel=3,
+        )
     if n_timesteps == 0 or n_features == 0:
         raise ValueError(
             f"{input_name} has shape {values.shape}: sequences need at least one time step "

@@ -169,3 +169,13 @@ def test_feature_names_of_ragged_dataarrays_and_no_warning_for_plain_use():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(est.predict(da), xr.DataArray)
+
+
+def test_an_array_that_looks_like_sktime_layout_gets_a_warning():
+    sktime_like = np.random.default_rng(3).normal(size=(8, 1, 150))  # (instance, channel, time)
+    with pytest.warns(UserWarning, match=r"sktime's \(instance, channel, time\).*transpose\(0, 2, 1\)"):
+        check_sequences(sktime_like)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_sequences(sktime_like.transpose(0, 2, 1))
+        check_sequences(xr.DataArray(sktime_like, dims=("sample", "feature", "time")))
