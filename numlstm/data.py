@@ -45,6 +45,8 @@ __all__ = [
     "check_targets",
     "check_tokens",
     "fill_missing",
+    "is_lazy",
+    "map_lazily",
     "pad",
     "to_output",
     "sliding_windows",
@@ -698,6 +700,49 @@ class Standardizer:
     def inverse_transform(self, values):
         """Undo :meth:`transform`."""
         return (values * self.scale + self.mean).astype(values.dtype, copy=False)
+
+
+def is_lazy(X):
+    """Whether X is a DataArray whose data is a Dask array (not yet computed)."""
+    return isinstance(X, xr.DataArray) and X.chunks is not None
+
+
+def map_lazily(func, X, sample_dim):
+    """``func(X)``, built lazily block by block along the sample dim of a Dask-backed DataArray.
+
+    ``func`` maps an in-memory DataArray of sequences to a DataArray or
+    Dataset whose only dim shared with X's sample chunks is ``sample_dim``.
+    Nothing of X is computed here: ``func`` on one sequence of zeros (with
+    X's coords) gives the result's dims, dtypes and coords. Chunks along the
+    other dims are merged first: a sequence needs all its steps and features
+    at once.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        Dask-backed, chunked along ``sample_dim`` as X is.
+    """
+    import dask.array as da
+
+    if sample_dim not in X.dims:
+        raise ValueError(f"X has dims {X.dims} but no sample dim {sample_dim!r}")
+    X = X.chunk({d: -1 for d in X.dims if d != sample_dim})
+    probe = func(xr.zeros_like(X.isel({sample_dim: slice(0, 1)})).compute())
+    sample_chunks = X.chunksizes[sample_dim]
+
+    def lazy_like(var):
+        shape = tuple(X.sizes[sample_dim] if d == sample_dim else var.sizes[d] for d in var.dims)
+        chunks = tuple(sample_chunks if d == sample_dim else -1 for d in var.dims)
+        coords = {k: c for k, c in var.coords.items() if sample_dim not in c.dims}
+        return xr.DataArray(da.empty(shape, dtype=var.dtype, chunks=chunks), dims=var.dims, coords=coords)
+
+    if isinstance(probe, xr.Dataset):
+        template = xr.Dataset({k: lazy_like(v) for k, v in probe.data_vars.items()}, attrs=probe.attrs)
+    else:
+        template = lazy_like(probe).rename(probe.name)
+    if sample_dim in X.coords:
+        template = template.assign_coords({sample_dim: X[sample_dim]})
+    return xr.map_blocks(func, X, template=template)
 
 
 def sliding_windows(series, window, horizon=1):

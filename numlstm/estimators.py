@@ -9,6 +9,7 @@ sequence-to-sequence model. A DataArray in gives a DataArray out.
 """
 
 import copy
+import functools
 import os
 import warnings
 from numbers import Integral, Real
@@ -34,6 +35,8 @@ from numlstm.data import (
     check_targets,
     check_tokens,
     fill_missing,
+    is_lazy,
+    map_lazily,
     to_output,
 )
 from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
@@ -41,6 +44,25 @@ from numlstm.optim import SGD, Adam
 from numlstm.training import MIN_VALIDATION_SEQUENCES, TrainingData, jsonable, train, validation_split
 
 __all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
+
+def _lazy_for_dask(method):
+    """Let a prediction method take a Dask-backed DataArray X and answer lazily, chunk by chunk.
+
+    The result is a Dask-backed DataArray (or Dataset) with the dims and
+    coords of the in-memory answer, chunked along the sample dim as X is;
+    nothing is computed until the caller asks. Each chunk runs ``method`` on
+    its sequences, so that the answer equals the in-memory one.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, X):
+        if not is_lazy(X):
+            return method(self, X)
+        check_is_fitted(self)
+        return map_lazily(functools.partial(method, self), X, self.dims[0])
+
+    return wrapper
+
 
 # Hyper-parameters that shape the network: warm starts need them unchanged.
 _ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout", "peephole", "coupled")
@@ -634,6 +656,7 @@ class _SequenceEstimator(BaseEstimator):
             outputs, rows, weights = outputs[keep], rows[keep], weights[keep]
         return self._score_rows(outputs, rows, weights)
 
+    @_lazy_for_dask
     def inspect(self, X):
         """Per-step gate activations and states of the fitted network.
 
@@ -1106,6 +1129,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
         """
         return self._fit(X, y, partial=True, sample_weight=sample_weight)
 
+    @_lazy_for_dask
     def predict(self, X):
         """Predict targets.
 
@@ -1269,6 +1293,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit")
         return self._fit(X, y, partial=True, classes=classes, sample_weight=sample_weight)
 
+    @_lazy_for_dask
     def predict_proba(self, X):
         """Class probabilities.
 
@@ -1282,20 +1307,23 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         seqs, outputs = self._forward(X)
         return self._output(softmax(outputs), seqs, "class", self.classes_)
 
+    @_lazy_for_dask
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed stably from the logits."""
         seqs, outputs = self._forward(X)
         return self._output(log_softmax(outputs), seqs, "class", self.classes_)
 
+    @_lazy_for_dask
     def predict(self, X):
         """Predict labels.
 
         Returns
         -------
-        ndarray or xarray.DataArray
-            ``(n_samples,)``, or per step ``(n_samples, n_timesteps)``. Padded
-            steps hold NaN, so per-step labels are then promoted to float
-            (numeric labels) or object.
+        ndarray, numpy.ma.MaskedArray or xarray.DataArray
+            ``(n_samples,)``, or per step ``(n_samples, n_timesteps)``: then a
+            masked array of the labels' dtype, masked at padded steps (for a
+            DataArray X, float for numeric labels, else object, NaN at padded
+            steps).
         """
         seqs, outputs = self._forward(X)
         return self._output(self.classes_[outputs.argmax(axis=1)][:, None], seqs, None)
