@@ -722,6 +722,8 @@ class _SequenceEstimator(BaseEstimator):
         params["dims"] = list(self.dims)
         params["random_state"] = int(self.random_state) if isinstance(self.random_state, Integral) else None
         params["checkpoint_path"] = None  # a file never says where training writes
+        if isinstance(self.class_weight, dict):  # as pairs: JSON keys would turn labels into strings
+            params["class_weight"] = {"pairs": [[label, weight] for label, weight in self.class_weight.items()]}
         attrs, arrays = {}, {}
         for name in self._SAVED:
             if not hasattr(self, name):
@@ -758,6 +760,13 @@ class _SequenceEstimator(BaseEstimator):
             raise ValueError("the saved dims must be a list")
         params["dims"] = tuple(params["dims"])
         params["checkpoint_path"] = None
+        weights = params.get("class_weight")
+        if isinstance(weights, dict):
+            pairs = weights.get("pairs")
+            if set(weights) != {"pairs"} or not isinstance(pairs, list) or not all(
+                    isinstance(p, list) and len(p) == 2 and isinstance(p[1], (int, float)) for p in pairs):
+                raise ValueError("the saved class_weight must be label-weight pairs")
+            params["class_weight"] = {label: weight for label, weight in pairs}
         est = cls(**params)
         est._check_params()
         attributes = dict(metadata["attributes"])

@@ -493,7 +493,7 @@ def _fingerprint(est, data):
     digest = hashlib.sha256()
     params = {k: v for k, v in est.get_params().items() if k not in _NOT_FINGERPRINTED}
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
-    digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_], sort_keys=True,
+    digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_],
                              default=repr).encode())
     arrays = [data.x, data.lengths, data.encoded]
     arrays += [a for a in (data.observed, data.sample_weight, data.class_weights) if a is not None]

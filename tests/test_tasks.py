@@ -150,3 +150,14 @@ def test_restoring_an_early_epoch_far_worse_on_training_loss_says_so(monkeypatch
     with pytest.warns(UserWarning, match=r"restored the weights of epoch 1, the best on the 12 validation"):
         est.fit(X, y)
     assert est.loss_curve_[0] > 2 * est.loss_curve_[-1]
+
+
+def test_class_weights_with_numeric_labels_save_and_train_on(tmp_path):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(40, 4, 1))
+    y = (X[:, -1, 0] > 0).astype(int)
+    clf = LSTMClassifier(class_weight={0: 1.0, 1: 3.0}, hidden_size=4, max_iter=2, random_state=0).fit(X, y)
+    clf.save(tmp_path / "weighted.npz")
+    loaded = numlstm.load(tmp_path / "weighted.npz")
+    assert loaded.class_weight == {0: 1.0, 1: 3.0}
+    loaded.set_params(warm_start=True).fit(X, y)  # the labels still match the weights
