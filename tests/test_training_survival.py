@@ -116,12 +116,18 @@ def test_fit_killed_at_random_instants_resumes_to_the_uninterrupted_weights(tmp_
     fit_time = time.perf_counter() - started
     chooser = random.Random(0)
     outcomes = {"killed before a checkpoint": 0, "killed mid-fit": 0, "finished": 0}
-    for _ in range(6):
+    for trial in range(6):
         path.unlink(missing_ok=True)
         child = subprocess.Popen([sys.executable, str(script), str(path), str(tmp_path / "X.npy"), str(n_epochs)],
                                  stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(chooser.uniform(0, 1.5 * fit_time))
+        if trial % 2:  # half the trials strike once a checkpoint exists, however slow the machine is
+            deadline = time.monotonic() + 60
+            while not path.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(chooser.uniform(0, fit_time / 3))
+        else:
+            time.sleep(chooser.uniform(0, 1.5 * fit_time))
         child.send_signal(signal.SIGKILL)
         out = child.communicate()[0]
         outcomes["finished" if "done" in out else "killed mid-fit" if path.exists() else
