@@ -7,7 +7,7 @@ float32. PyTorch handles the variable lengths with packed sequences. The
 script prints test scores and fit times; PyTorch is needed only here, never by
 numlstm itself.
 
-Run: ``python examples/compare_torch.py`` (needs torch and statsmodels).
+Run: ``python examples/compare_torch.py`` (needs torch).
 """
 
 import sys

@@ -1,22 +1,24 @@
 """Forecast yearly sunspot numbers one year ahead, and compare with persistence.
 
-The series is statsmodels' yearly sunspot activity, 1700-2008. Each sample is
-a 20-year window and its target the following year. Windows whose target year
-is at most 1950 train the model; the later ones (1951-2008) test it, against
-the persistence forecast "next year equals this year".
+The series is the yearly sunspot number, 1700-2008, bundled with numlstm
+(:func:`numlstm.datasets.load_sunspots`). Each sample is a 20-year window and
+its target the following year. Windows whose target year is at most 1950
+train the model; the later ones (1951-2008) test it, against the persistence
+forecast "next year equals this year".
 
-Run: ``python examples/sunspots.py`` (needs statsmodels).
+Run: ``python examples/sunspots.py``. ``python -m numlstm demo`` does the same
+and draws the forecast.
 """
 
 import time
 import warnings
 
 import numpy as np
-import statsmodels.api as sm
 from sklearn.exceptions import ConvergenceWarning
 
 from numlstm import LSTMRegressor
 from numlstm.data import sliding_windows
+from numlstm.datasets import load_sunspots
 
 WINDOW = 20
 LAST_TRAIN_YEAR = 1950
@@ -25,9 +27,9 @@ SETTINGS = dict(hidden_size=16, learning_rate=1e-2, max_iter=60, batch_size=32, 
 
 def load_windows():
     """Train and test windows: ``X_train, y_train, X_test, y_test, test_years``."""
-    data = sm.datasets.sunspots.load_pandas().data
-    X, y = sliding_windows(data["SUNACTIVITY"].to_numpy(), WINDOW)
-    year = data["YEAR"].to_numpy().astype(int)[WINDOW:]
+    spots = load_sunspots()
+    X, y = sliding_windows(spots.values, WINDOW)
+    year = spots.time.values[WINDOW:]
     train = year <= LAST_TRAIN_YEAR
     return X[train], y[train], X[~train], y[~train], year[~train]
 

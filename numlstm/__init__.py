@@ -1,8 +1,8 @@
 """numlstm: Numba-accelerated LSTM, GRU and RNN layers and estimators for scientific sequences.
 
-The layers import with NumPy and Numba alone. The estimators and ``load``
-bring in scikit-learn and xarray, so they are imported on first use, which
-keeps ``import numlstm`` fast.
+The layers import with NumPy and Numba alone. The estimators, ``load`` and
+the ``datasets`` and ``plot`` modules bring in scikit-learn and xarray, so
+they are imported on first use, which keeps ``import numlstm`` fast.
 """
 
 import importlib
@@ -15,9 +15,12 @@ __all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled", "LSTMRegressor", 
 
 _LAZY = {"LSTMRegressor": "numlstm.estimators", "LSTMClassifier": "numlstm.estimators",
          "load": "numlstm.io"}
+_LAZY_MODULES = ("datasets", "plot")
 
 
 def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"numlstm.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
@@ -26,4 +29,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_LAZY_MODULES))

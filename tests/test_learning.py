@@ -18,7 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def test_sunspots_beat_persistence():
-    pytest.importorskip("statsmodels")
     import sunspots
 
     X_train, y_train, X_test, y_test, _ = sunspots.load_windows()
