@@ -1,7 +1,7 @@
 """Command line: ``python -m numlstm demo`` and ``python -m numlstm warmup``.
 
 ``demo`` forecasts the bundled yearly sunspot numbers one year ahead with an
-:class:`~numlstm.LSTMRegressor`, compares it with persistence ("next year
+``numlstm.LSTMRegressor``, compares it with persistence ("next year
 equals this year"), and draws the result. ``warmup`` compiles the common
 kernels ahead of time, so that later runs load them from Numba's cache.
 """

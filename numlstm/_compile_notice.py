@@ -1,13 +1,13 @@
 """Say when a first use of a cell's kernels is about to compile them.
 
 Numba compiles each kernel on its first call in a process, or loads it from
-the on-disk cache (see :mod:`numlstm._config`). Compiling a cell family's
+the on-disk cache (see ``numlstm._config``). Compiling a cell family's
 kernels takes seconds to tens of seconds, which looks like a hang to someone
 running numlstm for the first time. Before a layer first runs a cell family
-in a dtype, :func:`announce` looks at that cell module's kernels: if none of
+in a dtype, ``announce`` looks at that cell module's kernels: if none of
 them has a version for the dtype, compiled in this process or in its cache
 index on disk, the call is about to compile, and it says so once, as an INFO
-message on the ``"numlstm"`` logger and, inside :func:`speaking` with a true
+message on the ``"numlstm"`` logger and, inside ``speaking`` with a true
 ``verbose`` (the estimators' setting), on stderr as well.
 
 The cache check reads Numba's cache index, an internal of Numba's; when it
@@ -72,7 +72,7 @@ def is_compiled(module, dtype):
     Parameters
     ----------
     module : module
-        A cell module, e.g. :mod:`numlstm.cells.lstm`.
+        A cell module, e.g. ``numlstm.cells.lstm``.
     dtype : dtype-like
         float32 or float64.
 

@@ -34,7 +34,7 @@ def _parameter_count(config):
 def check_size(config, saved_count=None):
     """ValueError if the net ``config`` describes would hold more than ``MAX_MODEL_BYTES`` of weights.
 
-    The cap (:data:`numlstm.io.MAX_MODEL_BYTES`, 2 GiB) is the one a model file
+    The cap (``numlstm.io.MAX_MODEL_BYTES``, 2 GiB) is the one a model file
     is read under. It is checked before any array is allocated, so that a
     mistyped ``num_layers`` or a crafted model file fails at once instead of
     exhausting memory or building for minutes.
@@ -81,7 +81,7 @@ class SequenceNet:
         ``peephole``, ``coupled`` and ``forget_bias``; for token input,
         ``vocabulary_size``: the rows of an embedding table of width
         ``input_size`` that the input's token indices look up. It must be
-        JSON-able: :mod:`numlstm.io` stores it.
+        JSON-able: ``numlstm.io`` stores it.
 
     Notes
     -----
@@ -99,7 +99,7 @@ class SequenceNet:
     the output's gradient goes to the device for the layer's backward.
 
     Pickling keeps only ``config`` and host copies of the weights, so a
-    pickled net and one rebuilt by :mod:`numlstm.io` are the same thing; an
+    pickled net and one rebuilt by ``numlstm.io`` are the same thing; an
     unpickled net draws dropout masks from a fresh generator, and a net
     pickled on ``"cuda"`` comes back on ``"cpu"`` where no GPU is usable.
     """
@@ -158,7 +158,7 @@ class SequenceNet:
         return {**self.layer.state_dict(), **{name: value.copy() for name, value in self._extra().items()}}
 
     def load_state_dict(self, state_dict):
-        """Load weights from a mapping like :meth:`state_dict`; ValueError if any is missing or wrong."""
+        """Load weights from a mapping like ``state_dict``; ValueError if any is missing or wrong."""
         state_dict = dict(state_dict)
         extra = {}
         for name, target in self._extra().items():
@@ -175,7 +175,7 @@ class SequenceNet:
         return self.layer._rng.bit_generator.state
 
     def set_generator_state(self, state):
-        """Restore a state from :meth:`generator_state`; ValueError if it is not one."""
+        """Restore a state from ``generator_state``; ValueError if it is not one."""
         generator = self.layer._rng.bit_generator
         if not isinstance(state, dict) or state.get("bit_generator") != type(generator).__name__:
             raise ValueError(f"not a {type(generator).__name__} generator state: {state!r}")
@@ -210,7 +210,7 @@ class SequenceNet:
         outputs : ndarray of shape (n_rows, n_outputs)
             One row per sequence, or per valid step (sample-major) when per-step.
         cache : tuple
-            What :meth:`backward` needs; useless after a forward under ``no_grad``.
+            What ``backward`` needs; useless after a forward under ``no_grad``.
         """
         tokens = None
         if self.embedding is not None:
@@ -220,13 +220,13 @@ class SequenceNet:
         return rows @ self.weight.T + self.bias, (out.shape, rows, where, tokens, lengths)
 
     def predict(self, x, lengths, chunk_size=1024):
-        """:meth:`forward` without dropout or gradient storage, in chunks of samples."""
+        """``forward`` without dropout or gradient storage, in chunks of samples."""
         with no_grad():
             parts = [self.forward(x[i : i + chunk_size], lengths[i : i + chunk_size])[0] for i in range(0, len(x), chunk_size)]
         return np.concatenate(parts)
 
     def backward(self, grad_outputs, cache):
-        """Gradients of all parameters, in :meth:`parameters` order, from the outputs' gradient."""
+        """Gradients of all parameters, in ``parameters`` order, from the outputs' gradient."""
         shape, rows, where, tokens, lengths = cache
         grad_rows = grad_outputs @ self.weight
         grad_out = np.zeros(shape, self.weight.dtype)

@@ -5,8 +5,8 @@ Sequences come in four forms:
 * a 3-D array ``(n_samples, n_timesteps, n_features)``;
 * a 2-D array ``(n_samples, n_timesteps)``, read as univariate sequences;
 * a list of per-sequence arrays of different lengths, each ``(time,)`` or
-  ``(time, feature)`` (:func:`pad` turns one into a padded array);
-* an :class:`xarray.DataArray` with named dims, in any order.
+  ``(time, feature)`` (``pad`` turns one into a padded array);
+* an ``xarray.DataArray`` with named dims, in any order.
 
 The alignment rule: a time step whose features are all NaN, before a
 sequence's first observed step or after its last, is padding. So sequences
@@ -16,11 +16,11 @@ date but start on different ones), or both. The one exception is a plain 2-D
 array, whose columns scikit-learn treats as a fixed set: there column ``t``
 is step ``t`` of every sequence, so only trailing NaN pads. A NaN between a sequence's first
 and last observed steps, or in some but not all features of a step, is a
-missing value: the ``missing`` argument of :func:`check_sequences` says
-whether that is an error (the default) or a gap that :func:`fill_missing`
+missing value: the ``missing`` argument of ``check_sequences`` says
+whether that is an error (the default) or a gap that ``fill_missing``
 fills. An infinite value is always an error.
 
-:func:`check_sequences` turns any of the forms into a :class:`Sequences`: a
+``check_sequences`` turns any of the forms into a ``Sequences``: a
 C-contiguous float array in which every sequence starts at step 0 (the
 kernels' layout), with zeros at the padded steps, the valid length and the
 leading padding of each sequence, and the DataArray coords needed to label
@@ -58,7 +58,7 @@ DEFAULT_DIMS = ("sample", "time", "feature")
 FLOAT_DTYPES = (np.float64, np.float32)
 
 MISSING = ("error", "mask", "ffill")
-"""What a NaN inside a sequence may mean: see :func:`check_sequences` and :func:`fill_missing`."""
+"""What a NaN inside a sequence may mean: see ``check_sequences`` and ``fill_missing``."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Sequences:
 
 @dataclass(frozen=True)
 class Targets:
-    """Validated targets, aligned with a :class:`Sequences`.
+    """Validated targets, aligned with a ``Sequences``.
 
     Attributes
     ----------
@@ -271,7 +271,7 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
     X : array-like of shape (n_samples, n_timesteps[, n_features]), list of arrays or xarray.DataArray
         The sequences. A DataArray must have the sample and time dims and may
         have the feature dim, in any order. A list holds one ``(time,)`` or
-        ``(time, feature)`` array per sequence (see :func:`pad`).
+        ``(time, feature)`` array per sequence (see ``pad``).
     dims : tuple of str, default=("sample", "time", "feature")
         Names of the sample, time and feature dims of a DataArray.
     dtype : dtype or tuple of dtypes, default=(float64, float32)
@@ -281,7 +281,7 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
     missing : {"error", "mask", "ffill"}, default="error"
         What a NaN inside a sequence (between its first and last observed
         steps, or in some but not all features of a step) is: an error, or
-        a gap that stays NaN in ``values`` for :func:`fill_missing`.
+        a gap that stays NaN in ``values`` for ``fill_missing``.
 
     Returns
     -------
@@ -389,10 +389,10 @@ def check_tokens(X, *, padding_token=-1, dims=DEFAULT_DIMS, input_name="X"):
         time dims.
     padding_token : int, default=-1
         The id that pads shorter sequences, at their end or their start (the
-        alignment rule of :func:`check_sequences`); it may not appear inside a
+        alignment rule of ``check_sequences``); it may not appear inside a
         sequence.
     dims, input_name
-        As in :func:`check_sequences`.
+        As in ``check_sequences``.
 
     Returns
     -------
@@ -442,7 +442,7 @@ def _as_tokens(values, input_name):
 
 
 def fill_missing(values, mask, how):
-    """Fill the NaN gaps that :func:`check_sequences` left in start-aligned ``values``.
+    """Fill the NaN gaps that ``check_sequences`` left in start-aligned ``values``.
 
     Parameters
     ----------
@@ -508,7 +508,7 @@ def check_targets(y, seqs, *, dims=DEFAULT_DIMS, numeric=True, multi_output=True
     array ``(n_samples, n_timesteps, n_outputs)``, on the input's steps (they
     are start-aligned here like the sequences). Per-step values at padded
     steps are ignored, and a NaN (or None label) at a valid step is a target
-    that is not known: :attr:`Targets.observed` leaves it out.
+    that is not known: ``Targets.observed`` leaves it out.
 
     Parameters
     ----------
@@ -698,7 +698,7 @@ class Standardizer:
         return ((values - self.mean) / self.scale).astype(values.dtype, copy=False)
 
     def inverse_transform(self, values):
-        """Undo :meth:`transform`."""
+        """Undo ``transform``."""
         return (values * self.scale + self.mean).astype(values.dtype, copy=False)
 
 

@@ -1,8 +1,8 @@
-"""scikit-learn estimators over sequences: :class:`LSTMRegressor` and :class:`LSTMClassifier`.
+"""scikit-learn estimators over sequences: ``LSTMRegressor`` and ``LSTMClassifier``.
 
-Both read X as sequences (see :mod:`numlstm.data`): a 3-D array
+Both read X as sequences (see ``numlstm.data``): a 3-D array
 ``(sample, time, feature)``, a 2-D array of univariate sequences
-``(sample, time)``, or an :class:`xarray.DataArray` with named dims. Trailing
+``(sample, time)``, or an ``xarray.DataArray`` with named dims. Trailing
 NaN marks the end of a shorter sequence. A target per sequence gives a
 sequence-to-one model; a target per step (y with a time dim) gives a
 sequence-to-sequence model. A DataArray in gives a DataArray out.
@@ -121,7 +121,7 @@ _PARAMETERS_DOC = """
         sample weights; "balanced" weighs each class by ``n_samples /
         (n_classes * count)`` from the labels of ``fit``.
     optimizer : {"adam", "sgd"}, default="adam"
-        :class:`numlstm.optim.Adam` or :class:`numlstm.optim.SGD`.
+        ``numlstm.optim.Adam`` or ``numlstm.optim.SGD``.
     learning_rate : float, default=1e-2
         Step size. The default suits small networks on small data (see
         ``docs/estimators.md``); lower it for large networks.
@@ -183,13 +183,13 @@ _PARAMETERS_DOC = """
         without a usable GPU.
     checkpoint_path : str, path-like or None, default=None
         If set, a checkpoint is written there after every epoch, atomically
-        (a crash mid-write leaves the previous one). :func:`numlstm.load`
+        (a crash mid-write leaves the previous one). ``numlstm.load``
         reads it as the model was at the best epoch so far (best validation
         score with ``early_stopping``, else best training loss). It also holds
         the training state, so that ``fit`` with the same path, data and
         hyper-parameters after a crash resumes where the checkpoint left off
         and ends with exactly the weights of an uninterrupted run (see
-        :mod:`numlstm.training`). A file there that is no numlstm model is
+        ``numlstm.training``). A file there that is no numlstm model is
         never overwritten. Never taken from a loaded file.
 
     Attributes
@@ -215,9 +215,9 @@ _PARAMETERS_DOC = """
         (``network_.embedding``), and row 0 serves unseen ids.
     network_ : numlstm._net.SequenceNet
         The fitted network. ``network_.layer`` is the recurrent layer (a
-        :class:`numlstm.LSTM`, ``GRU`` or ``RNN``, whose ``state_dict()`` uses
+        ``numlstm.LSTM``, ``GRU`` or ``RNN``, whose ``state_dict()`` uses
         PyTorch's names) and ``network_.weight``, ``network_.bias`` the dense
-        head, in the layout of ``torch.nn.Linear``. :meth:`from_torch` builds
+        head, in the layout of ``torch.nn.Linear``. ``from_torch`` builds
         a fitted estimator from a PyTorch model.
     device_ : {"cpu", "cuda"}
         Where the fitted network lives: ``device`` with "auto" resolved. A
@@ -635,9 +635,9 @@ class _SequenceEstimator(BaseEstimator):
         Parameters
         ----------
         X : array-like or xarray.DataArray
-            Sequences, as in :meth:`fit`.
+            Sequences, as in ``fit``.
         y : array-like or xarray.DataArray
-            True targets, of the form used in :meth:`fit`.
+            True targets, of the form used in ``fit``.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
@@ -664,7 +664,7 @@ class _SequenceEstimator(BaseEstimator):
         Parameters
         ----------
         X : array-like or xarray.DataArray
-            Sequences, as in :meth:`predict` (standardized the same way).
+            Sequences, as in ``predict`` (standardized the same way).
 
         Returns
         -------
@@ -697,7 +697,7 @@ class _SequenceEstimator(BaseEstimator):
         """Save the fitted estimator to ``path`` in numlstm's safe format (no pickle).
 
         The file is a ``.npz`` archive of arrays with JSON metadata; read it
-        back with :func:`numlstm.load`. It is written atomically: to a
+        back with ``numlstm.load``. It is written atomically: to a
         temporary file beside ``path``, then renamed over it, so that a crash
         mid-write leaves the previous file whole. Optimizer state is not
         saved: a loaded model predicts bit-identically, and ``partial_fit`` on
@@ -713,9 +713,9 @@ class _SequenceEstimator(BaseEstimator):
         io.write_model(path, *self._payload())
 
     def _payload(self, weights=None, progress=None):
-        """The metadata and arrays :meth:`save` writes.
+        """The metadata and arrays ``save`` writes.
 
-        ``weights`` (a :meth:`SequenceNet.state_dict`) and ``progress`` (a dict
+        ``weights`` (a ``SequenceNet.state_dict``) and ``progress`` (a dict
         of fitted attributes) stand in for the current ones: a checkpoint
         saves the estimator as it was at its best epoch.
         """
@@ -747,9 +747,9 @@ class _SequenceEstimator(BaseEstimator):
 
     @classmethod
     def _from_saved(cls, metadata, arrays):
-        """Rebuild a fitted estimator from :func:`numlstm.io.read_model` output.
+        """Rebuild a fitted estimator from ``numlstm.io.read_model`` output.
 
-        Every value is checked against the schema (:data:`_ATTRIBUTE_KINDS`)
+        Every value is checked against the schema (``_ATTRIBUTE_KINDS``)
         before anything is built from it; ``checkpoint_path`` is never taken
         from the file.
         """
@@ -996,7 +996,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     mean squared error, with mini-batches and Adam or SGD.
 
     X is a 3-D array ``(sample, time, feature)``, a 2-D array of univariate
-    sequences ``(sample, time)``, or an :class:`xarray.DataArray` with named
+    sequences ``(sample, time)``, or an ``xarray.DataArray`` with named
     dims. Trailing NaN marks the end of a shorter sequence. y is
     ``(n_samples,)`` or ``(n_samples, n_outputs)`` for one target per
     sequence, or has a time dim (a 3-D array ``(n_samples, n_timesteps,
@@ -1125,13 +1125,13 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on X and y, continuing from the current state.
 
-        The first call sets up the model as :meth:`fit` does. Early stopping is
+        The first call sets up the model as ``fit`` does. Early stopping is
         not used.
 
         Parameters
         ----------
         X, y, sample_weight
-            As in :meth:`fit`.
+            As in ``fit``.
 
         Returns
         -------
@@ -1167,7 +1167,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     cross-entropy, computed through a numerically stable log-softmax.
 
     X is a 3-D array ``(sample, time, feature)``, a 2-D array of univariate
-    sequences ``(sample, time)``, or an :class:`xarray.DataArray` with named
+    sequences ``(sample, time)``, or an ``xarray.DataArray`` with named
     dims. Trailing NaN marks the end of a shorter sequence. y holds labels of
     any type: ``(n_samples,)`` for one label per sequence, or with a time dim
     (a 3-D array ``(n_samples, n_timesteps, 1)`` or a DataArray with the time
@@ -1291,7 +1291,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         Parameters
         ----------
         X, y, sample_weight
-            As in :meth:`fit`.
+            As in ``fit``.
         classes : array-like, default=None
             All the labels that will ever be seen; required on the first call.
 
@@ -1319,7 +1319,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 
     @_lazy_for_dask
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`, computed stably from the logits."""
+        """Logarithm of ``predict_proba``, computed stably from the logits."""
         seqs, outputs = self._forward(X)
         return self._output(log_softmax(outputs), seqs, "class", self.classes_)
 
@@ -1340,7 +1340,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 
 
 ESTIMATORS = {cls.__name__: cls for cls in (LSTMRegressor, LSTMClassifier)}
-"""The estimator classes :func:`numlstm.io.load` may rebuild, by name."""
+"""The estimator classes ``numlstm.io.load`` may rebuild, by name."""
 
 
 def _checked_sample_weight(sample_weight, seqs):

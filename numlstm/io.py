@@ -3,7 +3,7 @@
 File format
 -----------
 A model file is a NumPy ``.npz`` archive: an uncompressed (``ZIP_STORED``)
-zip of ``.npy`` members, as :func:`numpy.savez` writes it. Besides the
+zip of ``.npy`` members, as ``numpy.savez`` writes it. Besides the
 weights and other numeric arrays it holds one 0-d unicode array,
 ``__metadata__``: JSON with the format name (``"format"``), the version
 (``"format_version"``), the estimator class, its hyper-parameters and its
@@ -17,28 +17,28 @@ headers.
 
 Reading
 -------
-:func:`read_model` reads only what the manifest names, and checks before it
+``read_model`` reads only what the manifest names, and checks before it
 allocates anything for the arrays:
 
 - the path is a regular file (a FIFO or a device is refused, never opened
   for a blocking read);
 - member names are unique, every member is stored uncompressed, and no
   member is missing or unexpected;
-- the metadata member is at most :data:`MAX_METADATA_BYTES` and is valid JSON
+- the metadata member is at most ``MAX_METADATA_BYTES`` and is valid JSON
   of the expected types;
 - every ``.npy`` header is small, agrees with the manifest, and declares a
   plain boolean, numeric or string dtype (no object or structured dtypes);
 - the member sizes agree with the headers, fit in the file, and add up to at
-  most :data:`MAX_MODEL_BYTES` (or the ``max_bytes`` given).
+  most ``MAX_MODEL_BYTES`` (or the ``max_bytes`` given).
 
 Arrays are then read with bounded reads. Every failure of a file that exists
 is a ``ValueError`` naming the path.
 
 Writing
 -------
-:func:`write_model` never writes the target in place: it writes a hidden
+``write_model`` never writes the target in place: it writes a hidden
 temporary sibling, ``.<name>.<random>.tmp``, flushes and fsyncs it, moves it
-over the target with :func:`os.replace` and then fsyncs the directory. A
+over the target with ``os.replace`` and then fsyncs the directory. A
 crash or a full disk therefore leaves either the old file or the new one,
 never a mix. An error or ``KeyboardInterrupt`` removes the temporary file;
 a writer killed outright (``SIGKILL``, power loss) can leave it behind, and
@@ -105,7 +105,7 @@ _READ_ERRORS = (
 
 
 def _portable(name, values):
-    """``values`` as an array of a plain dtype that :func:`read_model` accepts.
+    """``values`` as an array of a plain dtype that ``read_model`` accepts.
 
     Object arrays of strings become unicode arrays; any other object array,
     and any structured or non-numeric dtype, raises ``ValueError``.
@@ -218,7 +218,7 @@ def _fsync_directory(directory):
 
 
 def read_model(path, *, max_bytes=MAX_MODEL_BYTES):
-    """Read a file written by :func:`write_model`.
+    """Read a file written by ``write_model``.
 
     Parameters
     ----------
@@ -230,7 +230,7 @@ def read_model(path, *, max_bytes=MAX_MODEL_BYTES):
     Returns
     -------
     metadata : dict
-        The metadata given to :func:`write_model`, plus ``"format"`` and
+        The metadata given to ``write_model``, plus ``"format"`` and
         ``"format_version"``.
     arrays : dict of str to ndarray
 
@@ -358,7 +358,7 @@ def _parse_header(member, info):
 
 
 def _read_array(archive, info, header):
-    """Read a member's array data, checked in :func:`_parse_header`, in bounded chunks."""
+    """Read a member's array data, checked in ``_parse_header``, in bounded chunks."""
     dtype, shape, fortran_order, nbytes = header
     data = bytearray(nbytes)
     with archive.open(info) as member:
@@ -388,7 +388,7 @@ def load(path, *, max_bytes=MAX_MODEL_BYTES):
     path : str or path-like
     max_bytes : int, default MAX_MODEL_BYTES
         The largest total size of the model's arrays to accept, in bytes; see
-        :func:`read_model`.
+        ``read_model``.
 
     Returns
     -------

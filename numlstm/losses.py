@@ -86,7 +86,7 @@ def squared_error(pred, target, weights=None):
 def absolute_error(pred, target, weights=None):
     """Mean absolute error ``mean(|pred - target|)``; its gradient is the sign (0 at a tie).
 
-    Parameters and returns as in :func:`squared_error`. The median minimizes it.
+    Parameters and returns as in ``squared_error``. The median minimizes it.
     """
     diff = pred - target
     return _mean_over_rows(np.abs(diff), np.sign(diff), weights, pred.dtype)
@@ -97,7 +97,7 @@ def huber(pred, target, weights=None, delta=1.0):
 
     Quadratic near the target and linear far from it (Huber 1964), so that
     outliers pull less than under the squared error. Parameters and returns
-    as in :func:`squared_error`; ``delta`` is in the units of ``pred``.
+    as in ``squared_error``; ``delta`` is in the units of ``pred``.
     """
     diff = pred - target
     small = np.abs(diff) <= delta
@@ -119,7 +119,7 @@ def pinball(pred, target, quantiles, weights=None):
     target : ndarray of shape (n_rows, n_outputs)
     quantiles : sequence of float in (0, 1)
     weights : ndarray of shape (n_rows,) or None, default=None
-        As in :func:`squared_error`.
+        As in ``squared_error``.
 
     Returns
     -------
@@ -143,7 +143,7 @@ def cross_entropy(logits, labels, weights=None):
     labels : ndarray of shape (n_rows,), int
         Class indices in ``[0, n_classes)``.
     weights : ndarray of shape (n_rows,) or None, default=None
-        Non-negative row weights, as in :func:`squared_error`.
+        Non-negative row weights, as in ``squared_error``.
 
     Returns
     -------

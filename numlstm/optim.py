@@ -9,7 +9,7 @@ gradient before the update, as ``torch.optim`` does.
 Parameters may be NumPy arrays or device arrays (a layer built with
 ``device="cuda"``), mixed in one list. Each array is updated where it lives:
 NumPy arrays with NumPy arithmetic, device arrays by the fused
-``sgd_update``/``adam_update`` kernels of :mod:`numlstm.cuda`, which do the
+``sgd_update``/``adam_update`` kernels of ``numlstm.cuda``, which do the
 same arithmetic. An optimizer's state follows its parameter: a velocity or
 moment is kept on the device for a device parameter and on the host for a
 NumPy one. Pickling copies the state to the host.
@@ -23,12 +23,12 @@ __all__ = ["SGD", "Adam", "clip_grad_norm"]
 
 
 def _on_device(a):
-    """Whether ``a`` is a device array (as :func:`numlstm.cuda.is_device_array` says), without importing Numba."""
+    """Whether ``a`` is a device array (as ``numlstm.cuda.is_device_array`` says), without importing Numba."""
     return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
 def _device():
-    """The device array helpers (:mod:`numlstm.cuda`); only called when a device array is present."""
+    """The device array helpers (``numlstm.cuda``); only called when a device array is present."""
     from numlstm._backend import get_backend
 
     return get_backend("cuda")
@@ -112,7 +112,7 @@ class _Optimizer:
         return scalars, buffers
 
     def load_state_dict(self, scalars, buffers):
-        """Restore a state from :meth:`state_dict`; ValueError if it does not fit this optimizer.
+        """Restore a state from ``state_dict``; ValueError if it does not fit this optimizer.
 
         The buffers go where the optimizer's own buffers live (host or device).
         """

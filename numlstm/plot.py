@@ -3,7 +3,7 @@
 Needs matplotlib (``pip install numlstm[plot]``), imported on the first call
 that draws, so ``import numlstm.plot`` itself is cheap. Every function that
 draws takes an optional Axes to draw on (a new figure otherwise) and returns
-what it drew on; :func:`summary` returns text.
+what it drew on; ``summary`` returns text.
 """
 
 import re
@@ -123,7 +123,7 @@ def forecast(y_true, y_pred, *, history=None, lower=None, upper=None, ax=None):
 
 
 def gates(ds, sample=0, layer=0, direction="forward", axes=None):
-    """Heat maps of one sequence's gate activations and states, from :meth:`inspect`.
+    """Heat maps of one sequence's gate activations and states, from ``inspect``.
 
     Parameters
     ----------

@@ -9,7 +9,7 @@ loss and the scores.
 
 Validation
 ----------
-With ``early_stopping``, :func:`validation_split` holds out
+With ``early_stopping``, ``validation_split`` holds out
 ``validation_fraction`` of the sequences, but never fewer than
 ``MIN_VALIDATION_SEQUENCES``: a score on a handful of sequences is noise, and
 stopping on it restores a model from the first epochs. Below that, the loop
@@ -32,7 +32,7 @@ it was before the call (the estimator restores it).
 Checkpoints
 -----------
 With ``checkpoint_path``, every epoch ends with an atomic write of that file
-(:func:`numlstm.io.write_model`). :func:`numlstm.load` reads it as the
+(``numlstm.io.write_model``). ``numlstm.load`` reads it as the
 estimator was at the best epoch so far. Beside that model the file holds the
 training state: the current weights, the optimizer's state, the random
 generators' states, the split into training and validation sequences, the
@@ -95,7 +95,7 @@ class TrainingData:
         Indices of the validation sequences (``early_stopping``).
     observed : ndarray of shape (n_samples, n_timesteps) or None
         Per-step targets: True where the target is known (see
-        :class:`numlstm.data.Targets`).
+        ``numlstm.data.Targets``).
     sample_weight : ndarray of shape (n_samples,) or None
         A weight per sequence, shared by its per-step targets.
     class_weights : ndarray of shape (n_classes,) or None

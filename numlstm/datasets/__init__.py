@@ -2,21 +2,16 @@
 
 Nothing is downloaded: the data are CSV files inside the package, taken from
 the datasets bundled with statsmodels, which documents each of them as public
-domain. Every loader returns a 1-D :class:`xarray.DataArray` with a ``time``
+domain. Every loader returns a 1-D ``xarray.DataArray`` with a ``time``
 dim and coordinate, a ``name``, and ``units``, ``long_name``,
 ``description``, ``source`` and ``license`` in its ``attrs``.
 
-=====================  ===========================================  ==========
-loader                 series                                       time steps
-=====================  ===========================================  ==========
-:func:`load_sunspots`  yearly sunspot number, 1700-2008             309 years
-:func:`load_nile`      annual flow of the Nile at Aswan, 1871-1970  100 years
-:func:`load_co2`       monthly mean CO2 at Mauna Loa, 1958-2001     526 months
-:func:`load_elnino`    monthly sea surface temperature, Nino 1+2,   732 months
-                       1950-2010
-=====================  ===========================================  ==========
+- ``load_sunspots``: yearly sunspot number, 1700-2008 (309 years);
+- ``load_nile``: annual flow of the Nile at Aswan, 1871-1970 (100 years);
+- ``load_co2``: monthly mean CO2 at Mauna Loa, 1958-2001 (526 months);
+- ``load_elnino``: monthly sea surface temperature, Nino 1+2, 1950-2010 (732 months).
 
-To turn a series into training windows, see :func:`numlstm.data.sliding_windows`.
+To turn a series into training windows, see ``numlstm.data.sliding_windows``.
 """
 
 from importlib import resources
