@@ -66,4 +66,6 @@ def test_quick_start_has_two_commands_and_ci_runs_exactly_them():
     assert commands == ['pip install -e ".[plot]" && python -m numlstm demo',
                         'pip install -e ".[test]" && pytest -q']
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert ci[-len(commands):] == commands
+    start = ci.index(commands[0])
+    assert ci[start : start + len(commands)] == commands  # one after the other, as written
+    assert not any("pip install" in line for line in ci[:start])  # nothing installed before them
