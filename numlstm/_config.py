@@ -1,7 +1,9 @@
 """Numba settings and thread policy shared by every kernel, in one place.
 
 ``FASTMATH`` is a set of LLVM fast-math flags that leaves out ``nnan`` and
-``ninf``, so NaN and infinity checks inside kernels keep working. ``CACHE``
+``ninf``, so NaN and infinity checks inside kernels keep working.
+``ORDERED_JIT_OPTIONS`` also leaves out ``reassoc``, for the dot products,
+so that each sum runs in one fixed order whatever the thread split. ``CACHE``
 turns on Numba's on-disk cache so that a fresh process does not recompile.
 Set ``NUMLSTM_DISABLE_CACHE=1`` in the environment to compile in memory only.
 
@@ -22,6 +24,7 @@ at a spinning barrier every step (see :mod:`numlstm.cells.sync`). ``num_threads(
 import atexit
 import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -32,9 +35,15 @@ CACHE = os.environ.get("NUMLSTM_DISABLE_CACHE", "0") not in ("1", "true", "True"
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
+# For sums whose order must not depend on the thread split (see numlstm.cells.gemm.matmul_nt):
+# without "reassoc", LLVM keeps each sum in program order.
+ORDERED_JIT_OPTIONS = dict(JIT_OPTIONS, fastmath=FASTMATH - {"reassoc"})
 
 _pool = None
 _blas = None
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
 
 
 def num_threads():
@@ -52,9 +61,14 @@ def _thread_pool():
 
 
 def _forget_pool():
-    """In a forked child the pool's threads are gone: start a new pool when one is needed."""
-    global _pool
+    """In a forked child the pool's threads are gone: start a new pool when one is needed.
+
+    The BLAS limit's lock may have been held by one of those threads, so the
+    child gets a fresh one, and no users of the limit.
+    """
+    global _pool, _blas_lock, _blas_users
     _pool = None
+    _blas_lock, _blas_users = threading.Lock(), 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -63,14 +77,34 @@ if hasattr(os, "register_at_fork"):
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Limit BLAS to one thread, restoring the previous setting afterwards."""
-    global _blas
-    if _blas is None:
-        from threadpoolctl import ThreadpoolController
+    """Limit BLAS to one thread, restoring the previous setting when the last user leaves.
 
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+    The BLAS thread count is one setting for the whole process, and several
+    threads may hold the limit at once (layers called from several threads).
+    So the first to enter sets the limit, later ones only count themselves,
+    and the last to leave restores what the first found, all under a lock:
+    a thread that restored "its" previous setting could otherwise restore
+    another thread's limit of one for good.
+    """
+    global _blas, _blas_users, _blas_limiter
+    counted = False
+    try:
+        with _blas_lock:
+            _blas_users += 1  # counted before the limit is set, so the finally undoes both
+            counted = True
+            if _blas_users == 1:
+                if _blas is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    _blas = ThreadpoolController()
+                _blas_limiter = _blas.limit(limits=1, user_api="blas")
         yield
+    finally:
+        if counted:
+            with _blas_lock:
+                _blas_users -= 1
+                if _blas_users == 0:
+                    _blas_limiter.restore_original_limits()
 
 
 def _thread_count(n_rows):

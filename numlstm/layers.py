@@ -69,11 +69,34 @@ def _check_dtype(dtype):
 
 
 def _as_float_array(name, value, dtype):
-    """``value`` as a fresh-or-shared float array of ``dtype``; TypeError if not numeric."""
+    """``value`` as a contiguous float array of ``dtype``, finite, fresh or shared.
+
+    Raises a TypeError if ``value`` does not hold real numbers, and a
+    ValueError naming ``name`` if it holds NaN or inf, or numbers too large
+    for ``dtype``.
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the argument
+        converted = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(name, converted, arr)
+    return converted
+
+
+def _check_finite(name, converted, original):
+    """A ValueError naming ``name`` unless ``converted`` is finite; says why if not.
+
+    ``original`` is the array before its conversion to the layer's dtype: a
+    finite number there that became inf did not fit the dtype.
+    """
+    if np.isfinite(converted).all():
+        return
+    if original.dtype.kind in "iu" or np.isfinite(original).all():
+        limit = np.finfo(converted.dtype).max
+        raise ValueError(f"{name} holds values out of {converted.dtype} range (|value| > "
+                         f"{limit:.4g}), up to {np.abs(original).max():.4g}")
+    raise ValueError(f"{name} contains NaN or inf")
 
 
 class _RecurrentLayer:
@@ -101,12 +124,14 @@ class _RecurrentLayer:
         self.dtype = _check_dtype(dtype)
         get_backend(device)  # fails early, with a clear message, if the device is unusable
         self.device = device
-        if seed is not None and not isinstance(seed, (Integral, np.random.Generator)):
+        if seed is not None and (isinstance(seed, bool)
+                                 or not isinstance(seed, (Integral, np.random.Generator))):
             raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
+        if isinstance(seed, Integral) and seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
         self._rng = np.random.default_rng(seed)
         self.training = True
-        self._cache = None
-        self.grads = {}
+        self._training_state = threading.local()
 
     def _init_params(self):
         """Draw U(-1/sqrt(H), 1/sqrt(H)) weights on the host, then move them to the device once.
@@ -124,6 +149,38 @@ class _RecurrentLayer:
 
     def _adjust_initial_params(self, params):
         """Hook for a cell to change its freshly drawn host weights in place."""
+
+    # ---- training state, one per thread ---------------------------------------------------
+
+    @property
+    def _cache(self):
+        """What the calling thread's last forward kept for ``backward``, or None."""
+        return getattr(self._training_state, "cache", None)
+
+    @_cache.setter
+    def _cache(self, value):
+        self._training_state.cache = value
+
+    @property
+    def grads(self):
+        """Parameter gradients of the calling thread's last ``backward``, keyed like the weights."""
+        return getattr(self._training_state, "grads", {})
+
+    @grads.setter
+    def grads(self, value):
+        self._training_state.grads = value
+
+    def __getstate__(self):
+        """Pickle the calling thread's training state with the rest of the layer."""
+        state = dict(self.__dict__)
+        del state["_training_state"]
+        return dict(state, _cache=self._cache, grads=self.grads)
+
+    def __setstate__(self, state):
+        state = dict(state)
+        cache, grads = state.pop("_cache"), state.pop("grads")
+        self.__dict__.update(state, _training_state=threading.local())
+        self._cache, self.grads = cache, grads
 
     # ---- shapes -------------------------------------------------------------------------
 
@@ -200,8 +257,6 @@ class _RecurrentLayer:
             if value.shape != target.shape:
                 raise ValueError(f"state_dict[{name!r}] must have shape {target.shape}, "
                                  f"got {value.shape}")
-            if not np.isfinite(value).all():
-                raise ValueError(f"state_dict[{name!r}] contains NaN or inf")
             loaded[name] = value
         for name, value in loaded.items():
             self._backend.assign(self.params[name], value)
@@ -217,17 +272,22 @@ class _RecurrentLayer:
 
     # ---- input checks -------------------------------------------------------------------
 
-    def _check_x(self, x):
+    def _check_x(self, x, own=False):
         """``x`` as a contiguous time-major (T, B, I) array on the layer's device.
 
         Returns ``(x, batched, device_io)``: ``device_io`` says that ``x`` came
-        as a device array, so results go back as device arrays.
+        as a device array, so results go back as device arrays. With ``own``,
+        the array returned never shares memory with the caller's: a forward
+        that keeps ``x`` for backward must not see the caller change it.
         """
         xp = self._backend
         if xp.is_device_array(x):
-            return self._check_device_x(x) + (True,)
-        x, batched = self._check_host_x(x)
-        return xp.to_device(x), batched, False
+            checked, batched = self._check_device_x(x)
+            return (xp.copy(checked) if own else checked), batched, True
+        checked, batched = self._check_host_x(x)
+        if own and np.may_share_memory(checked, x):
+            checked = checked.copy()
+        return xp.to_device(checked), batched, False
 
     def _check_device_x(self, x):
         xp = self._backend
@@ -269,15 +329,15 @@ class _RecurrentLayer:
             x = x.transpose(1, 0, 2)
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        if not np.isfinite(x).all():
-            raise ValueError("x contains NaN or inf")
-        return x, batched
+        return _as_float_array("x", x, self.dtype), batched
 
     def _check_lengths(self, lengths, T, B):
         if lengths is None:
             return np.full(B, T, np.int64)
         arr = np.asarray(self._backend.asnumpy(lengths))
+        if arr.dtype.kind == "O" and all(isinstance(v, Integral) and not isinstance(v, bool)
+                                         for v in arr.flat):
+            arr = arr.astype(np.float64)  # ints beyond int64: the range check below names them
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
         arr = arr.reshape(-1) if arr.ndim == 0 else arr
@@ -285,11 +345,11 @@ class _RecurrentLayer:
             raise ValueError(f"lengths must have shape ({B},), one per sequence, got {arr.shape}")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
             raise TypeError("lengths must hold whole numbers")
-        arr = arr.astype(np.int64)
+        # checked before the cast to int64, which would wrap values beyond its range
         if arr.min() < 1 or arr.max() > T:
             raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), "
                              f"got min {arr.min()} and max {arr.max()}")
-        return arr
+        return arr.astype(np.int64)
 
     def _check_state(self, name, value, B, size, batched):
         """One initial state (``h0``/``c0``) or its gradient, as (L*D, B, size) copies."""
@@ -310,8 +370,6 @@ class _RecurrentLayer:
         arr = _as_float_array(name, value, self.dtype)
         if arr.shape != expected:
             raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or inf")
         return xp.to_device((arr if batched else arr[:, None, :]).copy())
 
     def _check_states(self, name, value, names, B, batched):
@@ -420,11 +478,11 @@ class _RecurrentLayer:
         h_n or (h_n, c_n) : ndarray or tuple
             Final states from each sequence's last valid step.
         """
-        x, batched, device_io = self._check_x(x)
+        store = is_grad_enabled()
+        x, batched, device_io = self._check_x(x, own=store)
         T, B, _ = x.shape
         lengths = self._check_lengths(lengths, T, B)
         states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
-        store = is_grad_enabled()
         out, final, caches, masks, dev_lengths = self._run(x, states, lengths, store,
                                                            self.training)
         self._cache = dict(caches=caches, masks=masks, lengths=dev_lengths, shape=(T, B),
@@ -473,6 +531,8 @@ class _RecurrentLayer:
             if np.dtype(g.dtype) != self.dtype:
                 raise TypeError(f"grad_out is a device array of dtype {np.dtype(g.dtype)}, "
                                 f"expected {self.dtype}")
+            if not xp.all_finite(g):
+                raise ValueError("grad_out contains NaN or inf")
         else:
             g = _as_float_array("grad_out", grad_out, self.dtype)
         if tuple(g.shape) != expected:

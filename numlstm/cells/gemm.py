@@ -51,9 +51,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS, run_on_rows, single_threaded_blas
+from numlstm._config import JIT_OPTIONS, ORDERED_JIT_OPTIONS, run_on_rows, single_threaded_blas
 
 SPLIT_MIN_MACS = 1 << 22
+SPLIT_BLOCK_ROWS = 128
 TILE_ROWS = 4
 PACK_MIN_USES = 16
 VECTOR_BYTES = 32
@@ -302,7 +303,7 @@ _tile_1x4 = _tile(1, 4)
 _tile_1x1 = _tile(1, 1)
 
 
-@njit(inline="always", **JIT_OPTIONS)
+@njit(inline="always", **ORDERED_JIT_OPTIONS)
 def _dot_columns(a, b, out, i0, i1, j0):
     """Rows ``i0:i1`` and columns ``j0:`` of ``out = a @ b.T``, one reduction each."""
     K = a.shape[1]
@@ -314,7 +315,7 @@ def _dot_columns(a, b, out, i0, i1, j0):
             out[i, j] = s
 
 
-@njit(inline="always", **JIT_OPTIONS)
+@njit(inline="always", **ORDERED_JIT_OPTIONS)
 def _dot_pair(a, b, out, i):
     """Rows ``i`` and ``i + 1`` of ``out = a @ b.T``, four columns at a time."""
     K = a.shape[1]
@@ -338,7 +339,7 @@ def _dot_pair(a, b, out, i):
     _dot_columns(a, b, out, i, i + 2, M - M % 4)
 
 
-@njit(inline="always", **JIT_OPTIONS)
+@njit(inline="always", **ORDERED_JIT_OPTIONS)
 def _dot_single(a, b, out, i):
     """Row ``i`` of ``out = a @ b.T``, four columns at a time."""
     K = a.shape[1]
@@ -356,12 +357,15 @@ def _dot_single(a, b, out, i):
     _dot_columns(a, b, out, i, i + 1, M - M % 4)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**ORDERED_JIT_OPTIONS)
 def matmul_nt(a, b, panels, out):
     """``out = a @ b.T`` for ``a`` (n, K), ``b`` (N, K) and ``out`` (n, N), rows contiguous.
 
     ``panels`` is ``pack_panels(b, uses)``; it may be empty, and then plain
-    loops do all the work.
+    loops do all the work. Every element is the same chain of fused
+    multiply-adds over ``k`` in order, whether a tile or a loop computes it:
+    so the result does not depend on how the rows and columns were split
+    between threads, on the packing, or on the tile that took a row.
     """
     n = a.shape[0]
     P = panels.shape[0]
@@ -393,18 +397,23 @@ def matmul(a, b):
     """``a @ b`` for 2-D arrays, the rows of ``a`` split across numlstm's threads.
 
     Below ``SPLIT_MIN_MACS`` multiply-adds the split costs more than it
-    saves, and the product runs on the calling thread. BLAS is held to one
-    thread either way: a multi-threaded call would leave BLAS's workers
-    spinning for about 0.1 s afterwards, taking the cores from numlstm's next
-    time loop or from whatever the caller runs next.
+    saves, and the product runs on the calling thread. Above, the rows go
+    to BLAS in blocks of ``SPLIT_BLOCK_ROWS``, the threads sharing out whole
+    blocks: the blocks, and so every number of the result, are the same for
+    any thread count. BLAS is held to one thread either way: a
+    multi-threaded call would leave BLAS's workers spinning for about 0.1 s
+    afterwards, taking the cores from numlstm's next time loop or from
+    whatever the caller runs next.
     """
     if a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MIN_MACS:
         with single_threaded_blas():
             return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
 
-    def rows(r0, r1):
-        np.matmul(a[r0:r1], b, out=out[r0:r1])
+    def blocks(k0, k1):
+        for k in range(k0, k1):
+            rows = slice(k * SPLIT_BLOCK_ROWS, (k + 1) * SPLIT_BLOCK_ROWS)
+            np.matmul(a[rows], b, out=out[rows])
 
-    run_on_rows(rows, a.shape[0], calls_blas=True)
+    run_on_rows(blocks, -(-a.shape[0] // SPLIT_BLOCK_ROWS), calls_blas=True)
     return out

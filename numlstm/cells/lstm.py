@@ -250,8 +250,8 @@ def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coup
     ``cs[new, b]`` the previous and new cell state, ``dm[i]`` the gradient
     of ``o * tanh(c)``. ``dc[b]`` holds the gradient of the new cell state on
     entry and of the previous one on exit; ``dg[t, b]`` receives the
-    pre-activation gradients and ``dpeep`` accumulates the peephole
-    gradient. Indexed, never sliced, as in :func:`_lstm_cell`.
+    pre-activation gradients and ``dpeep[b]`` accumulates row ``b``'s share
+    of the peephole gradient. Indexed, never sliced, as in :func:`_lstm_cell`.
     """
     H = dc.shape[1]
     one = a.dtype.type(1)
@@ -267,7 +267,7 @@ def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coup
         o_row = peep.shape[0] - 1
         for j in range(H):
             dc[b, j] += dg[t, b, o_off + j] * peep[o_row, j]
-            dpeep[o_row, j] += dg[t, b, o_off + j] * cs[new, b, j]
+            dpeep[b, o_row, j] += dg[t, b, o_off + j] * cs[new, b, j]
     if coupled:
         for j in range(H):
             ig, gg = a[t, b, j], a[t, b, H + j]
@@ -284,11 +284,11 @@ def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coup
     if has_peep:
         for j in range(H):
             dc[b, j] += dg[t, b, j] * peep[0, j]
-            dpeep[0, j] += dg[t, b, j] * cs[prev, b, j]
+            dpeep[b, 0, j] += dg[t, b, j] * cs[prev, b, j]
         if not coupled:
             for j in range(H):
                 dc[b, j] += dg[t, b, H + j] * peep[1, j]
-                dpeep[1, j] += dg[t, b, H + j] * cs[prev, b, j]
+                dpeep[b, 1, j] += dg[t, b, H + j] * cs[prev, b, j]
 
 
 @njit(**JIT_OPTIONS)
@@ -302,7 +302,8 @@ def _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, peep, length
     ``dh``/``dc`` hold the gradient of the final state on entry and of the
     initial state on exit. ``dgates`` (T, B, G) receives
     the gradient of the gate pre-activations (zero on finished rows);
-    ``dpeep`` accumulates the peephole gradient of these rows. With a
+    ``dpeep`` (B, n, H) accumulates each row's share of the peephole
+    gradient. With a
     projection, ``dhp`` (T, B, P) receives the gradient of each projected
     output and ``ms`` (T, B, H) the unprojected output
     :math:`o \\odot \\tanh(c)`, for the ``W_hr`` GEMM.
@@ -439,16 +440,15 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     w_hh_t, panels_hh_t = packed(p["weight_hh"].T, uses)
     w_hr_t, panels_hr_t = packed(p["weight_hr"].T, uses)
 
-    def run(b0, b1):
-        dpeep = np.zeros_like(p["weight_peephole"])
-        _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, p["weight_peephole"],
-                       lengths, reverse, hs, cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms,
-                       b0, b1)
-        return dpeep
-
-    dpeep = sum(run_on_rows(run, B))
+    # one share of the peephole gradient per row, summed in row order below: a sum per thread
+    # would depend on the thread count
+    dpeep = np.zeros((B,) + p["weight_peephole"].shape, x.dtype)
+    run_on_rows(lambda b0, b1: _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t,
+                                              p["weight_peephole"], lengths, reverse, hs, cs,
+                                              grad_out, off, dh, dc, dgates, dpeep, dhp, ms,
+                                              b0, b1), B)
     dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
-    grads["weight_peephole"] = dpeep
+    grads["weight_peephole"] = dpeep.sum(axis=0)
     grads["weight_hr"] = (matmul(dhp.reshape(T * B, P).T, ms.reshape(T * B, H))
                           if project else np.zeros_like(p["weight_hr"]))
     return dx, grads

@@ -16,15 +16,18 @@ own (``FLAG_STRIDE`` int64 apart). A part that finishes step ``s``
 publishes ``s`` in its counter with a release store, then spins until every
 other counter reads at least ``s``, with acquire loads. Release and acquire
 order the hidden-state writes before the counter, so the reader sees them.
-Numba has no atomics on the CPU, so the loads and stores are written in
-LLVM IR through :func:`numba.extending.intrinsic`.
+Numba has no atomics on the CPU, so the loads, stores and the
+compare-and-swap are written in LLVM IR through
+:func:`numba.extending.intrinsic`.
 
 :func:`run_parts` runs the parts: the first on the calling thread, the others
-on threads of their own, which count the jobs posted to them, released and
-done on lines of their own beside their part's counter. The last line holds
-an abort flag, which a part that fails raises so that the others stop
-spinning and return, and the number of parts. There is one set of counters,
-since one call runs at a time. Between calls the part threads spin for about
+on threads of their own (part threads). Every call has a number of its own,
+drawn from a counter that never repeats. A part thread's lines hold the
+number of the call last posted to it, last released to it and last done by
+it, and whether it sleeps; the last line holds the lock (the number of the
+call that holds it, or 0), the abort flag, which a part that fails raises so
+that the others stop spinning and return, the number of parts and the
+number of the running call. Between calls the part threads spin for about
 0.1 ms before they sleep, so that back-to-back calls (the layers and
 directions of one forward, or a loop over batches) skip the wake-up of a
 sleeping thread, which costs tens of microseconds, longer than a hundred
@@ -33,10 +36,34 @@ once the caller's kernel releases it (:func:`enter`), the caller having let
 go of the Python interpreter lock, and the caller returns only once the part
 threads wait for their next job without it (:func:`finish`): a thread that
 asked for the lock while another held it would sleep until woken.
+
+Interrupts. A ``KeyboardInterrupt`` (Ctrl-C) reaches Python code of the main
+thread only, between its bytecodes, never inside a Numba call. So every step
+of the protocol that must not stop half-way is one Numba call: taking the
+lock together with posting the call (:func:`_begin`), releasing the part
+threads (:func:`enter`, inside the first part's kernel), and waiting for
+them, aborting them first if the first part left early, together with
+giving the lock back (:func:`_end`). :func:`run_parts` calls :func:`_end`
+first thing in a ``finally`` that covers everything after :func:`_begin`:
+CPython looks for a pending signal on entering a function, on a backward
+jump and after a call returns, so no interrupt lands between entering that
+block and the end of :func:`_end`. A part thread runs a job only when it
+was released for that job's call number, and a caller waits only for its
+own call number, so a job posted by a call that was interrupted before it
+released anything never runs. An interrupt while a thread starts or while
+a sleeping thread is woken leaves at worst an extra thread, which finds
+its part served and exits, or a thread asleep, which the next call wakes:
+waking goes through ``queue.SimpleQueue``, whose ``put`` is one C call, so
+no lock is left held. And :func:`_begin` aborts and waits for any part
+thread that still runs a job of an earlier call before it resets the
+barrier, so whatever an earlier call left behind, every call starts from
+the same state.
 """
 
+import itertools
 import os
 import platform
+import queue
 import threading
 
 import numpy as np
@@ -48,12 +75,14 @@ from numba.extending import intrinsic
 from numlstm._config import JIT_OPTIONS
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
-PART_LINES = 4  # a part's lines: its step, and for a part thread its jobs posted, released, done
+PART_LINES = 6  # a part's step; for a part thread also its posted, released, done, sleep, server
 PART_SLOTS = PART_LINES * FLAG_STRIDE
-STEP, POSTED, RELEASED, DONE = (line * FLAG_STRIDE for line in range(PART_LINES))
-ABORT, N_PARTS = -FLAG_STRIDE, -FLAG_STRIDE + 1  # the last line: the abort flag, the part count
+STEP, POSTED, RELEASED, DONE, SLEEPING, SERVED = (line * FLAG_STRIDE for line in range(PART_LINES))
+# the last line: the lock, the abort flag, the part count and the running call's number
+LOCK, ABORT, N_PARTS, CALL = (-FLAG_STRIDE + slot for slot in range(4))
 SPINS_BEFORE_YIELD = 256
 SPINS_BEFORE_SLEEP = 4096  # about 0.1 ms of spin-wait hints
+MAX_PARTS = os.cpu_count() or 1
 _YIELD = "sched_yield" if os.name == "posix" else "SwitchToThread"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
@@ -96,6 +125,33 @@ def _observe(typingctx, flags, index):
 
 
 @intrinsic
+def _swap(typingctx, flags, index, expected, value):
+    """Set ``flags[index]`` to ``value`` if it holds ``expected``, atomically; whether it did."""
+    if not _is_counter_array(flags):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _flag_pointer(context, builder, sig.args[0], args[0], args[1])
+        old = context.cast(builder, args[2], sig.args[2], types.int64)
+        new = context.cast(builder, args[3], sig.args[3], types.int64)
+        pair = builder.cmpxchg(ptr, old, new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(flags, index, expected, value), codegen
+
+
+@intrinsic
+def _fence(typingctx):
+    """A full memory fence: no load after it moves before a store ahead of it."""
+
+    def codegen(context, builder, sig, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
 def _relax(typingctx):
     """A spin-wait hint to the CPU (``pause`` on x86), nothing elsewhere."""
 
@@ -123,23 +179,15 @@ def _yield_core(typingctx):
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def _n_parts(flags):
-    """The number of parts of the running call (set by :func:`run_parts`)."""
-    return _observe(flags, flags.shape[0] + N_PARTS)
+def _global(flags, slot):
+    """The index of ``slot`` (``LOCK``, ``ABORT``, ``N_PARTS`` or ``CALL``) in ``flags``."""
+    return flags.shape[0] + slot
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def _release(flags):
-    """Let every part thread start the job posted to it."""
-    for q in range(1, _n_parts(flags)):
-        _publish(flags, q * PART_SLOTS + RELEASED, _observe(flags, q * PART_SLOTS + POSTED))
-
-
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
-def _release_after_failure(flags):
-    """Raise the abort flag and release the part threads: the first part failed before it could."""
-    _publish(flags, flags.shape[0] + ABORT, 1)
-    _release(flags)
+def _n_parts(flags):
+    """The number of parts of the running call (set by :func:`_begin`)."""
+    return _observe(flags, _global(flags, N_PARTS))
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -150,7 +198,7 @@ def _await_slot(flags, index, target):
     """
     spins = 0
     while _observe(flags, index) < target:
-        if _observe(flags, flags.shape[0] + ABORT) != 0:
+        if _observe(flags, _global(flags, ABORT)) != 0:
             return False
         if spins < SPINS_BEFORE_YIELD:
             spins += 1
@@ -158,6 +206,31 @@ def _await_slot(flags, index, target):
         else:
             _yield_core()
     return True
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _stop_unfinished_jobs(flags, n_parts):
+    """Stop the jobs released to parts ``1:n_parts`` and not done; wait until they return.
+
+    Only for jobs whose first part has left its kernel, or whose call has
+    ended: they may wait at the barrier for a part that never comes, so the
+    abort flag rises first.
+    """
+    unfinished = False
+    for q in range(1, n_parts):
+        unfinished |= (_observe(flags, q * PART_SLOTS + DONE)
+                       < _observe(flags, q * PART_SLOTS + RELEASED))
+    if not unfinished:
+        return
+    _publish(flags, _global(flags, ABORT), 1)
+    for q in range(1, n_parts):
+        spins = 0
+        while _observe(flags, q * PART_SLOTS + DONE) < _observe(flags, q * PART_SLOTS + RELEASED):
+            if spins < SPINS_BEFORE_YIELD:
+                spins += 1
+                _relax()
+            else:
+                _yield_core()
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -170,7 +243,9 @@ def enter(flags, part):
     packs its own.
     """
     if part == 0:
-        _release(flags)
+        call = _observe(flags, _global(flags, CALL))
+        for q in range(1, _n_parts(flags)):
+            _publish(flags, q * PART_SLOTS + RELEASED, call)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -199,107 +274,163 @@ def finish(flags, part, step):
     """
     _publish(flags, part * PART_SLOTS + STEP, step)
     if part == 0:
+        call = _observe(flags, _global(flags, CALL))
         for q in range(1, _n_parts(flags)):
-            posted = _observe(flags, q * PART_SLOTS + POSTED)
-            if not _await_slot(flags, q * PART_SLOTS + DONE, posted):
+            if not _await_slot(flags, q * PART_SLOTS + DONE, call):
                 return
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
-def _await_count(counters, index, target, spins):
-    """Spin until ``counters[index] >= target``; False if ``spins`` turns pass first.
+def _begin(flags, call, n_parts):
+    """Take the lock for ``call`` and post it to parts ``1:n_parts``; False if the lock is taken.
 
-    With ``spins < 0`` it never gives up, and yields the core after
-    ``SPINS_BEFORE_YIELD`` turns.
+    A part thread still running a job of an earlier call (one whose
+    :func:`_end` never ran) is aborted and awaited first, so the barrier
+    starts afresh whatever came before.
     """
-    turn = 0
-    while _observe(counters, index) < target:
-        if 0 <= spins <= turn:
-            return False
-        turn += 1
-        if spins >= 0 or turn < SPINS_BEFORE_YIELD:
-            _relax()
-        else:
-            _yield_core()
+    if not _swap(flags, _global(flags, LOCK), 0, call):
+        return False
+    _stop_unfinished_jobs(flags, MAX_PARTS)
+    for k in range(n_parts):
+        _publish(flags, k * PART_SLOTS + STEP, 0)
+    _publish(flags, _global(flags, ABORT), 0)
+    _publish(flags, _global(flags, N_PARTS), n_parts)
+    _publish(flags, _global(flags, CALL), call)
+    for q in range(1, n_parts):
+        _publish(flags, q * PART_SLOTS + POSTED, call)
+    _fence()  # a part thread that reads no new post has published that it sleeps (see _sleep)
     return True
 
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
-def _finish_and_await_release(flags, part, done, spins):
-    """Publish that the thread of ``part`` has finished ``done`` jobs; await the next release.
+def _end(flags, call):
+    """Finish ``call`` if it holds the lock: stop and await its released jobs, then unlock.
 
-    Publishing from here, without the interpreter lock, lets the first part
-    wait for it without the lock too (see :func:`finish`). ``spins`` as in
-    :func:`_await_count`.
+    A job released and not done when this runs waits for a first part that
+    left its kernel early; the abort flag lets it return.
+    """
+    if _observe(flags, _global(flags, LOCK)) != call:
+        return
+    _stop_unfinished_jobs(flags, _n_parts(flags))
+    _publish(flags, _global(flags, LOCK), 0)
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _raise_abort(flags):
+    """Raise the abort flag: a part failed, and the others stop waiting for it."""
+    _publish(flags, _global(flags, ABORT), 1)
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _claim(flags, part):
+    """Make the calling thread the one that serves ``part``; False if another already does."""
+    return _swap(flags, part * PART_SLOTS + SERVED, 0, 1)
+
+
+@njit(inline="always", **JIT_OPTIONS)
+def _pending(flags, part, done):
+    """Whether ``part``'s thread has a job coming: released, or posted by the lock's holder.
+
+    A call posted and never released, its caller having been interrupted,
+    no longer holds the lock: its job never comes.
+    """
+    posted = _observe(flags, part * PART_SLOTS + POSTED)
+    return (_observe(flags, part * PART_SLOTS + RELEASED) > done
+            or posted > done and _observe(flags, _global(flags, LOCK)) == posted)
+
+
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _finish_and_await_release(flags, part, done, spins):
+    """Publish that ``part``'s thread is done with call ``done``; await a later release.
+
+    Returns the number of the call released, or 0 when ``spins`` turns pass
+    with no job coming (see :func:`_pending`); while one is coming it waits
+    on, yielding the core. Publishing from here, without the interpreter
+    lock, lets the first part wait for it without the lock too (see
+    :func:`finish`).
     """
     _publish(flags, part * PART_SLOTS + DONE, done)
-    return _await_count(flags, part * PART_SLOTS + RELEASED, done + 1, spins)
+    turn = 0
+    while _observe(flags, part * PART_SLOTS + RELEASED) <= done:
+        if turn < spins:
+            _relax()
+        elif _pending(flags, part, done):
+            _yield_core()
+        else:
+            return 0
+        turn += 1
+    return _observe(flags, part * PART_SLOTS + RELEASED)
 
 
-class _PartThread:
-    """A thread that runs part ``part`` of :func:`run_parts`, one call at a time.
+@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+def _sleep(flags, part, done, sleeping):
+    """Publish whether ``part``'s thread sleeps; whether no job is coming (see :func:`_pending`).
 
-    Its counters are the slots ``POSTED``, ``RELEASED`` and ``DONE`` of the
-    part's lines in ``_flags``. It waits for the next job spinning, then
-    asleep. A job starts when the first part releases it, from code that
-    runs without the interpreter lock (see :func:`enter`).
+    With ``sleeping``, the fence orders the store before the loads, and
+    :func:`_begin` orders its post before its caller reads the sleep flag,
+    so either the thread sees the post or the caller sees the thread
+    asleep and wakes it.
     """
+    _publish(flags, part * PART_SLOTS + SLEEPING, 1 if sleeping else 0)
+    _fence()
+    return not _pending(flags, part, done)
 
-    def __init__(self, part):
-        self.part = part
-        self.job = None
-        self.error = None
-        self.wake = threading.Condition()
-        threading.Thread(target=self._serve, args=(_flags,), daemon=True,
-                         name="numlstm-part").start()
 
-    def _serve(self, flags):
-        part, posted, done = self.part, self.part * PART_SLOTS + POSTED, 0
-        while True:
-            # say the last job is done and spin for the next one without the interpreter lock:
-            # a thread that took the lock as soon as a job was posted would sleep until the
-            # caller let it go
-            if not _finish_and_await_release(flags, part, done, SPINS_BEFORE_SLEEP):
-                with self.wake:
-                    self.wake.wait_for(lambda: flags[posted] > done)
-                _await_count(flags, part * PART_SLOTS + RELEASED, done + 1, -1)
+def _serve(flags, part, bell):
+    """The loop of a part thread: run each job released to ``part``, sleep when idle."""
+    if not _claim(flags, part):
+        return  # an earlier thread, started by an interrupted call, serves this part
+    done = 0
+    while True:
+        # say the last job is done and spin for the next one without the interpreter lock: a
+        # thread that took the lock as soon as a job was posted would sleep until the caller
+        # let it go
+        released = _finish_and_await_release(flags, part, done, SPINS_BEFORE_SLEEP)
+        if not released:
+            while _sleep(flags, part, done, True):
+                bell.get()
+            _sleep(flags, part, done, False)
+            continue
+        call, job = _jobs[part]
+        if call == released:  # else the job's call never released it: it must not run
             try:
-                self.job(part)
+                job(part, flags)
             except BaseException as exc:  # handed to the caller of run_parts
-                self.error = exc
-            done += 1
-
-    def post(self, fn):
-        self.job, self.error = fn, None
-        with self.wake:
-            _flags[self.part * PART_SLOTS + POSTED] += 1
-            self.wake.notify()
-
-    def released(self):
-        at = self.part * PART_SLOTS
-        return _flags[at + RELEASED] == _flags[at + POSTED]
-
-    def result(self):
-        """Wait for the job posted last; raise what it raised."""
-        at = self.part * PART_SLOTS
-        _await_count(_flags, at + DONE, _flags[at + POSTED], -1)
-        if self.error is not None:
-            raise self.error
+                _errors[part] = (call, exc)
+                _raise_abort(flags)
+        done = released
 
 
-_lock = threading.Lock()
-_threads = []
-_flags = np.zeros(((os.cpu_count() or 1) * PART_LINES + 1) * FLAG_STRIDE, np.int64)
+_calls = itertools.count(1)
+_flags = np.zeros((MAX_PARTS * PART_LINES + 1) * FLAG_STRIDE, np.int64)
+_jobs = [(0, None)] * MAX_PARTS
+_errors = [(0, None)] * MAX_PARTS
+_bells = [queue.SimpleQueue() for _ in range(MAX_PARTS)]
 
 
 def _forget_threads():
     """In a forked child the part threads are gone: start new ones when needed."""
-    global _lock, _threads, _flags
-    _lock, _threads, _flags = threading.Lock(), [], np.zeros_like(_flags)
+    global _flags, _bells
+    _flags = np.zeros_like(_flags)
+    _bells = [queue.SimpleQueue() for _ in range(MAX_PARTS)]
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads)
+
+
+def _start_part_threads(n_parts):
+    """Start a thread for each part in ``1:n_parts`` that none serves yet."""
+    flags = _flags
+    for q in range(1, n_parts):
+        if not flags[q * PART_SLOTS + SERVED]:
+            threading.Thread(target=_serve, args=(flags, q, _bells[q]), daemon=True,
+                             name="numlstm-part").start()
+
+
+def busy():
+    """Whether a call of :func:`run_parts` holds the part threads."""
+    return bool(_flags[LOCK])
 
 
 def run_parts(fn, n_parts):
@@ -324,35 +455,25 @@ def run_parts(fn, n_parts):
     microseconds.
 
     Returns False, without calling ``fn``, when another call is running;
-    the caller then does the work another way.
+    the caller then does the work another way. An interrupt at any point
+    leaves the part threads ready for the next call (see the module notes).
     """
-    if not _lock.acquire(blocking=False):
-        return False
+    call = next(_calls)
+    flags = _flags
     try:
-        while len(_threads) < n_parts - 1:
-            _threads.append(_PartThread(len(_threads) + 1))
-        flags = _flags
-        for k in range(n_parts):
-            flags[k * PART_SLOTS + STEP] = 0
-        flags[ABORT] = 0
-        flags[N_PARTS] = n_parts
-
-        def guarded(k):
-            try:
-                fn(k, flags)
-            except BaseException:
-                flags[ABORT] = 1  # the other parts stop waiting for this one
-                raise
-
-        for thread in _threads[:n_parts - 1]:
-            thread.post(guarded)
-        try:
-            guarded(0)
-        finally:
-            if not all(thread.released() for thread in _threads[:n_parts - 1]):
-                _release_after_failure(flags)
-            for thread in _threads[:n_parts - 1]:  # raises what a part raised
-                thread.result()
+        if not _begin(flags, call, n_parts):
+            return False
+        _start_part_threads(n_parts)
+        for q in range(1, n_parts):
+            _jobs[q] = (call, fn)
+        for q in range(1, n_parts):
+            if flags[q * PART_SLOTS + SLEEPING]:
+                _bells[q].put(None)
+        fn(0, flags)
     finally:
-        _lock.release()
+        _end(flags, call)
+    for q in range(1, n_parts):
+        failed, error = _errors[q]
+        if failed == call:
+            raise error
     return True
