@@ -7,16 +7,14 @@ running numlstm for the first time. Before a layer first runs a cell family
 in a dtype, ``announce`` looks at that cell module's kernels: if none of
 them has a version for the dtype, compiled in this process or in its cache
 index on disk, the call is about to compile, and it says so once, as an INFO
-message on the ``"numlstm"`` logger and, inside ``speaking`` with a true
-``verbose`` (the estimators' setting), on stderr as well.
+message on the ``"numlstm"`` logger and on stderr (above a progress bar, if
+one is showing), so that a first run on a new machine does not sit silent.
 
 The cache check reads Numba's cache index, an internal of Numba's; when it
 cannot be read, a kernel counts as not cached, so the worst case is a notice
 where none was needed, never silence during a compile.
 """
 
-import contextlib
-import contextvars
 import logging
 import sys
 
@@ -26,22 +24,11 @@ from numba.np.numpy_support import from_dtype
 
 from numlstm import _config
 
-__all__ = ["announce", "is_compiled", "message", "speaking", "uncompiled"]
+__all__ = ["announce", "is_compiled", "message", "uncompiled"]
 
 logger = logging.getLogger("numlstm")
 
 _announced = set()
-_verbose = contextvars.ContextVar("numlstm_compile_notice_verbose", default=False)
-
-
-@contextlib.contextmanager
-def speaking(verbose):
-    """Within the block, also write compile notices to stderr when ``verbose`` is true."""
-    token = _verbose.set(bool(verbose))
-    try:
-        yield
-    finally:
-        _verbose.reset(token)
 
 
 def _kernels(module):
@@ -95,7 +82,8 @@ def uncompiled(module, dtype):
 
 
 def announce(module, cell_name, dtype):
-    """Say once per process if the first call of ``module``'s kernels in ``dtype`` will compile them.
+    """Say once per process, on the logger and stderr, if the first call of ``module``'s kernels in
+    ``dtype`` will compile them.
 
     Parameters
     ----------
@@ -114,12 +102,11 @@ def announce(module, cell_name, dtype):
         return
     text = message(cell_name, dtype)
     logger.info(text)
-    if _verbose.get():
-        tqdm = sys.modules.get("tqdm")  # a progress bar may be on screen: write above it
-        if tqdm is None:
-            print(f"numlstm: {text}", file=sys.stderr, flush=True)
-        else:
-            tqdm.tqdm.write(f"numlstm: {text}", file=sys.stderr)
+    tqdm = sys.modules.get("tqdm")  # a progress bar may be on screen: write above it
+    if tqdm is None:
+        print(f"numlstm: {text}", file=sys.stderr, flush=True)
+    else:
+        tqdm.tqdm.write(f"numlstm: {text}", file=sys.stderr)
 
 
 def message(cell_name, dtype):

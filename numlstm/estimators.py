@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from numlstm import _backend, _compile_notice, io
+from numlstm import _backend, io
 from numlstm._net import SequenceNet, check_size, loadable_config
 from numlstm.data import (
     MISSING,
@@ -545,8 +545,7 @@ class _SequenceEstimator(BaseEstimator):
                     self.validation_scores_ = self.best_validation_score_ = None
             data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
                                 targets.observed, sample_weight, class_weights)
-            with _compile_notice.speaking(self.verbose):
-                train(self, data, partial=partial)
+            train(self, data, partial=partial)
         except BaseException:  # a failed or interrupted call leaves the estimator as it was
             restore()
             raise

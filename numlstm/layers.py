@@ -11,6 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from numlstm import _compile_notice
 from numlstm._backend import get_backend
 from numlstm._config import SUPPORTED_DTYPES
 
@@ -425,6 +426,7 @@ class _RecurrentLayer:
         them into the final states in place.
         """
         cell, options = self._cell(), self._cell_options()
+        _compile_notice.announce(cell, type(self).__name__, self.dtype)
         xp = self._backend
         T, B, _ = x.shape
         D, P = self.num_directions, self.output_size

@@ -117,23 +117,14 @@ def test_compile_notice_once_per_cell_and_dtype(caplog, capsys):
         _compile_notice.announce(module, "FAKE", np.float32)
     assert [r.getMessage() for r in caplog.records] == [_compile_notice.message("FAKE", np.float32)]
     assert caplog.records[0].getMessage().startswith("compiling float32 FAKE kernels (")
-    assert capsys.readouterr().err == ""  # stderr only when verbose
+    assert capsys.readouterr().err == f"numlstm: {_compile_notice.message('FAKE', 'float32')}\n"  # once
 
     module.kernel(np.ones(3, np.float64))
     assert _compile_notice.is_compiled(module, np.float64) and not _compile_notice.is_compiled(module, np.float32)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="numlstm"):
         _compile_notice.announce(module, "FAKE", np.float64)  # compiled already: silent
-    assert caplog.records == []
-
-
-def test_compile_notice_speaks_on_stderr_when_verbose(capsys):
-    module = fake_cell_module("numlstm_test_fake_cell_b")
-    with _compile_notice.speaking(True):
-        _compile_notice.announce(module, "FAKE", "float64")
-    with _compile_notice.speaking(False):
-        _compile_notice.announce(fake_cell_module("numlstm_test_fake_cell_c"), "FAKE", "float64")
-    assert capsys.readouterr().err == f"numlstm: {_compile_notice.message('FAKE', 'float64')}\n"
+    assert caplog.records == [] and capsys.readouterr().err == ""
 
 
 def test_a_module_without_cpu_kernels_counts_as_compiled():
