@@ -13,10 +13,10 @@ slices of the batch in ``num_threads()`` Python threads (the kernels release
 the GIL), each with single-threaded BLAS for its per-step products. That needs
 no synchronisation per step. The large GEMMs over every step at once (the
 input projection and the weight gradients) split their rows across the same
-threads (see :func:`numlstm.cells.gemm.matmul`), so BLAS's own thread pool is
+threads (see ``numlstm.cells.gemm.matmul``), so BLAS's own thread pool is
 never woken to spin beside them. When a batch has too few rows to share, a
 time loop can split each step's hidden units instead; its threads then meet
-at a spinning barrier every step (see :mod:`numlstm.cells.sync`). ``num_threads()`` follows
+at a spinning barrier every step (see ``numlstm.cells.sync``). ``num_threads()`` follows
 ``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS`` or
 ``numba.set_num_threads`` sets it.
 """
@@ -108,7 +108,7 @@ def single_threaded_blas():
 
 
 def _thread_count(n_rows):
-    """Threads that :func:`run_on_rows` splits ``n_rows`` rows across."""
+    """Threads that ``run_on_rows`` splits ``n_rows`` rows across."""
     return max(1, min(num_threads(), n_rows))
 
 
@@ -119,7 +119,7 @@ def _row_bounds(n_rows):
 
 
 def rows_per_thread(n_rows):
-    """The most rows that one range of :func:`run_on_rows` gets."""
+    """The most rows that one range of ``run_on_rows`` gets."""
     return -(-n_rows // _thread_count(n_rows))
 
 

@@ -513,7 +513,7 @@ class _RecurrentLayer:
         Notes
         -----
         Parameter gradients land in ``self.grads``, keyed like
-        :meth:`state_dict`; each call replaces them.
+        ``state_dict``; each call replaces them.
         """
         if self._cache is None:
             raise ValueError("backward() needs a forward pass first, run outside no_grad()")
@@ -614,13 +614,22 @@ class LSTM(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size : int
+        Features per time step of the input.
+    hidden_size : int
+        Units per layer and direction: the size of ``h`` (and ``c``).
     num_layers : int, default 1
+        Stacked layers; each reads the outputs of the one below.
     bias : bool, default True
+        Whether the gates have the biases ``bias_ih`` and ``bias_hh``.
     batch_first : bool, default False
+        Whether ``x`` and ``out`` are (batch, seq_len, features) rather than
+        (seq_len, batch, features).
     dropout : float, default 0.0
         Dropout on the outputs of every layer but the last, in training mode.
     bidirectional : bool, default False
+        Also run each layer backwards in time; the outputs of the two
+        directions are concatenated.
     proj_size : int, default 0
         If positive, ``h = W_hr (o * tanh(c))`` has this size (< hidden_size).
     dtype : {"float32", "float64"}, default "float32"
@@ -641,7 +650,7 @@ class LSTM(_RecurrentLayer):
     Notes
     -----
     The equations, with gate rows ordered (i, f, g, o) as in PyTorch, are in
-    :mod:`numlstm.cells.lstm`. Weights are initialised from
+    ``numlstm.cells.lstm``. Weights are initialised from
     U(-1/sqrt(H), 1/sqrt(H)) as in PyTorch.
     """
 
@@ -708,12 +717,21 @@ class GRU(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size : int
+        Features per time step of the input.
+    hidden_size : int
+        Units per layer and direction: the size of ``h`` (and ``c``).
     num_layers : int, default 1
+        Stacked layers; each reads the outputs of the one below.
     bias : bool, default True
+        Whether the gates have the biases ``bias_ih`` and ``bias_hh``.
     batch_first : bool, default False
+        Whether ``x`` and ``out`` are (batch, seq_len, features) rather than
+        (seq_len, batch, features).
     dropout : float, default 0.0
     bidirectional : bool, default False
+        Also run each layer backwards in time; the outputs of the two
+        directions are concatenated.
     dtype : {"float32", "float64"}, default "float32"
     seed : int, numpy Generator or None
     device : {"cpu", "cuda"}, default "cpu"
@@ -721,7 +739,7 @@ class GRU(_RecurrentLayer):
     Notes
     -----
     Gate rows are ordered (r, z, n) as in PyTorch; the equations are in
-    :mod:`numlstm.cells.gru`.
+    ``numlstm.cells.gru``.
     """
 
     _cell_name = "gru"
@@ -739,20 +757,30 @@ class RNN(_RecurrentLayer):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size : int
+        Features per time step of the input.
+    hidden_size : int
+        Units per layer and direction: the size of ``h``.
     num_layers : int, default 1
+        Stacked layers; each reads the outputs of the one below.
     nonlinearity : {"tanh", "relu"}, default "tanh"
     bias : bool, default True
+        Whether the layer has the biases ``bias_ih`` and ``bias_hh``.
     batch_first : bool, default False
+        Whether ``x`` and ``out`` are (batch, seq_len, features) rather than
+        (seq_len, batch, features).
     dropout : float, default 0.0
+        Dropout on the outputs of every layer but the last, in training mode.
     bidirectional : bool, default False
+        Also run each layer backwards in time; the outputs of the two
+        directions are concatenated.
     dtype : {"float32", "float64"}, default "float32"
     seed : int, numpy Generator or None
     device : {"cpu", "cuda"}, default "cpu"
 
     Notes
     -----
-    The equation is in :mod:`numlstm.cells.rnn`.
+    The equation is in ``numlstm.cells.rnn``.
     """
 
     _cell_name = "rnn"

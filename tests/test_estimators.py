@@ -304,10 +304,11 @@ def test_bitwise_reproducible_within_and_across_processes():
         digests.add(namespace["digest"])
     assert len(digests) == 1
     X, _ = sequences()
-    a = LSTMRegressor(**TINY, early_stopping=True).fit(X, X[:, -1, 0])
-    b = LSTMRegressor(**TINY, early_stopping=True).fit(X, X[:, -1, 0])
+    a = LSTMRegressor(**TINY, early_stopping=True, validation_fraction=0.25).fit(X, X[:, -1, 0])
+    b = LSTMRegressor(**TINY, early_stopping=True, validation_fraction=0.25).fit(X, X[:, -1, 0])
     assert all(np.array_equal(w, weights(b)[k]) for k, w in weights(a).items())
     assert a.validation_scores_ == b.validation_scores_ and a.loss_curve_ == b.loss_curve_
+    assert len(a.validation_scores_) == a.n_iter_  # the validation split drew from random_state too
 
 
 # ---- scikit-learn integration ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Host twins of :mod:`numlstm.cuda._arrays`, so the layers never branch on the device."""
+"""Host twins of ``numlstm.cuda._arrays``, so the layers never branch on the device."""
 
 import numpy as np
 

@@ -13,7 +13,7 @@ UNIT_SPLIT_PROJECTION_ROWS = 32
 def unit_split(B, H, n_weights):
     """Bounds of the hidden-unit ranges, one per thread, when inference should split units.
 
-    A row split (:func:`numlstm._config.run_on_rows`) of a small batch gives
+    A row split (``numlstm._config.run_on_rows``) of a small batch gives
     each thread at most one register tile of rows (``TILE_ROWS``), and has
     every thread stream every weight at every step. Splitting the hidden
     units instead gives each thread a share of the weights, at the cost of a

@@ -6,16 +6,16 @@ step, and its fixed cost dominates at a few rows. So the time loops use a
 kernel of their own:
 
 * The weights are packed once per call into column panels
-  (:func:`pack_panels`): panel ``p`` holds columns ``p*W : (p+1)*W`` of
+  (``pack_panels``): panel ``p`` holds columns ``p*W : (p+1)*W`` of
   ``b.T`` as a contiguous (K, W) block, W being two 32-byte vectors (16
   float32 or 8 float64). Packing transposes square blocks of one vector's
-  width in registers (:func:`_transpose_block`).
-* A register tile (:func:`_tile`) computes four rows by one panel: eight
+  width in registers (``_transpose_block``).
+* A register tile (``_tile``) computes four rows by one panel: eight
   vector accumulators stay in registers for the whole inner axis, and each
   step of it loads two weight vectors, broadcasts four inputs and issues
   eight fused multiply-adds. Numba's loops do not produce this code (LLVM's
   vectoriser reduces along the inner axis instead), so the tile is written
-  in LLVM IR through :func:`numba.extending.intrinsic`. On this project's
+  in LLVM IR through ``numba.extending.intrinsic``. On this project's
   AVX2 machine it runs at the core's peak, about 90 GFLOPS in float32
   against 55-60 for the best vectorised loop, and at least as fast as
   single-threaded BLAS from four rows up.
@@ -26,14 +26,14 @@ kernel of their own:
   bandwidth either way.
 * The columns past the last full panel use plain loops that reduce along
   the contiguous inner axis of ``b``. So does everything when a call
-  multiplies too few rows for the packing to pay (:func:`pack_panels`).
+  multiplies too few rows for the packing to pay (``pack_panels``).
 
 Nothing is allocated inside a time loop: every product writes into a
 preallocated ``out``.
 
 The time loops also project each step's input with the same kernel, so a
 forward pass calls no BLAS at all. The GEMMs of the backward pass over every
-step at once (weight and input gradients) go through :func:`matmul`, which
+step at once (weight and input gradients) go through ``matmul``, which
 splits the rows of the left operand across numlstm's threads, each with
 single-threaded BLAS. Waking BLAS's own thread pool instead would leave its
 workers spinning after the call, taking the cores that the time loops need
@@ -69,7 +69,7 @@ def panel_width(itemsize):
 
 @njit(**JIT_OPTIONS)
 def pack_panels(b, uses):
-    """The full column panels of ``b.T`` for :func:`matmul_nt`, (N // W, K, W).
+    """The full column panels of ``b.T`` for ``matmul_nt``, (N // W, K, W).
 
     ``b`` is (N, K), C-contiguous; panel ``p`` holds ``b[p*W + c, k]`` at
     ``[p, k, c]``. ``uses`` is how many rows one thread multiplies by
@@ -88,7 +88,7 @@ def _gate_row(r, n, H, j0):
 
 @njit(inline="always", **JIT_OPTIONS)
 def _pack_gate_panels(b, n_gates, j0, j1, uses):
-    """The panels of rows ``j0:j1`` of every gate block of ``b`` (see :func:`pack_gate_rows`)."""
+    """The panels of rows ``j0:j1`` of every gate block of ``b`` (see ``pack_gate_rows``)."""
     H = b.shape[0] // n_gates
     K = b.shape[1]
     n = j1 - j0
@@ -113,7 +113,7 @@ def _pack_gate_panels(b, n_gates, j0, j1, uses):
 def pack_rows(b, r, panels, p, c):
     """``panels[p, :, c:c+n] = b[r:r+n].T``, ``n`` being the numbers in one vector.
 
-    Square blocks of ``n`` by ``n`` go through :func:`_transpose_block`; the
+    Square blocks of ``n`` by ``n`` go through ``_transpose_block``; the
     columns of ``b`` past the last whole block are copied one by one.
     """
     K = b.shape[1]
@@ -130,7 +130,7 @@ def _transpose_block(typingctx, b, r, k, panels, p, c):
     """``panels[p, k:k+n, c:c+n] = b[r:r+n, k:k+n].T``, ``n`` being the numbers in one vector.
 
     ``b`` is a C-contiguous 2-D array, ``panels`` the (P, K, W) array of
-    :func:`pack_panels`. The block travels in ``n`` vector registers: loaded
+    ``pack_panels``. The block travels in ``n`` vector registers: loaded
     as rows, transposed by ``log2(n)`` rounds of shuffles (each swaps one bit
     of the row index with the same bit of the column index) and stored as
     rows of the panel. Copying number by number took three times as long,
@@ -187,14 +187,14 @@ def _transpose_block(typingctx, b, r, k, panels, p, c):
 
 @njit(**JIT_OPTIONS)
 def pack_gate_rows(b, n_gates, j0, j1, uses):
-    """Rows ``j0:j1`` of every gate block of ``b``, with their panels for :func:`matmul_nt`.
+    """Rows ``j0:j1`` of every gate block of ``b``, with their panels for ``matmul_nt``.
 
     ``b`` is (n_gates * H, K), C-contiguous, its rows in ``n_gates`` blocks
     of ``H``. Returns ``(rows, panels)``: ``rows`` is (G, K), ``G`` being
-    ``n_gates * (j1 - j0)``, and ``panels`` packs it as :func:`pack_panels`
-    would, straight from ``b``. Only the rows that :func:`matmul_nt` reads
+    ``n_gates * (j1 - j0)``, and ``panels`` packs it as ``pack_panels``
+    would, straight from ``b``. Only the rows that ``matmul_nt`` reads
     from ``rows`` are filled: those past the last full panel, or all of them
-    when nothing is packed (``uses`` as in :func:`pack_panels`).
+    when nothing is packed (``uses`` as in ``pack_panels``).
     """
     H = b.shape[0] // n_gates
     n = j1 - j0
@@ -208,10 +208,10 @@ def pack_gate_rows(b, n_gates, j0, j1, uses):
 
 
 def packed(b, uses):
-    """``b`` (N, K) as a C-contiguous array, with its panels for :func:`matmul_nt`.
+    """``b`` (N, K) as a C-contiguous array, with its panels for ``matmul_nt``.
 
-    ``uses`` as in :func:`pack_panels`: for the time loops, the rows per
-    thread (:func:`numlstm._config.rows_per_thread`) times the steps.
+    ``uses`` as in ``pack_panels``: for the time loops, the rows per
+    thread (``numlstm._config.rows_per_thread``) times the steps.
     """
     b = np.ascontiguousarray(b)
     return b, pack_panels(b, uses)
@@ -222,7 +222,7 @@ def _tile(rows, n_panels):
 
     The intrinsic takes ``(a, panels, out, i, p)``: ``a`` is (n, K) with unit
     inner stride, ``panels`` the C-contiguous (P, K, W) array of
-    :func:`pack_panels` and ``out`` (n, N) with unit inner stride. The
+    ``pack_panels`` and ``out`` (n, N) with unit inner stride. The
     ``rows`` by ``n_panels * W`` accumulator lives in ``rows * n_panels *
     PANEL_VECTORS`` vector registers; multiply and add carry the
     ``contract`` flag, so they fuse where the CPU has FMA.

@@ -55,7 +55,7 @@ def _gru_forward(x, w_ih, panels_ih, b_ih, gates, w_hh, panels_hh, b_hh, lengths
 
     Each step projects its input rows ``x[t] @ w_ih.T + b_ih`` in the same
     thread, just before the recurrent product (see
-    :func:`numlstm.cells.lstm._lstm_forward`); ``gates`` (T, B, 3H) receives
+    ``numlstm.cells.lstm._lstm_forward``); ``gates`` (T, B, 3H) receives
     the activations (r, z, n). ``h`` (B, H) is the initial state on entry and
     the final state on exit. ``hs`` (T + 1, B, H) stores every state and
     ``hn`` (T, B, H) the hidden n-row projection ``W_hn h + b_hn``, both for
@@ -149,7 +149,7 @@ def _gru_backward(gates, w_hh_t, panels_hh_t, lengths, reverse, hs, hn, grad_out
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
-    """Run one direction of one GRU layer; see :func:`numlstm.cells.lstm.forward`.
+    """Run one direction of one GRU layer; see ``numlstm.cells.lstm.forward``.
 
     ``state`` is ``(h,)``.
     """

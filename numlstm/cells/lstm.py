@@ -1,6 +1,6 @@
 """LSTM family on the CPU: standard, peephole, coupled-gate (CIFG) and projected.
 
-The public functions :func:`forward` and :func:`backward` run one direction of
+The public functions ``forward`` and ``backward`` run one direction of
 one layer. They own the batched GEMMs of the backward pass (the weight
 gradients over every step); the ``_``-prefixed Numba kernels own the time
 loop, the input projection and recurrent product of each step, and the fused
@@ -102,7 +102,7 @@ def _lstm_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, w_hr, panels
     x : ndarray (T, B, I)
     w_ih : ndarray (G, I)
     panels_ih : ndarray
-        ``w_ih`` packed by :func:`numlstm.cells.gemm.pack_panels`.
+        ``w_ih`` packed by ``numlstm.cells.gemm.pack_panels``.
     bias : ndarray (G,)
         Both biases, summed.
     gates : ndarray (T, B, G)
@@ -169,7 +169,7 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
                         flags, part, chunk):
     """Inference over every step for hidden units ``j0:j1`` of every batch row.
 
-    One of the parts of a unit split (see :func:`forward`): the parts run at
+    One of the parts of a unit split (see ``forward``): the parts run at
     once, one thread each, and meet at a barrier after every step, when each
     has written its units of the new hidden state.
 
@@ -184,7 +184,7 @@ def _lstm_forward_units(x2d, w_ih, w_hh, bias, peep, lengths, reverse, hbuf, c, 
     holds the initial cell state on entry; this part writes its units of
     the final one. ``out`` (T, B, D * H) receives columns
     ``off + j0:off + j1``. ``flags`` are the barrier's counters (see
-    :mod:`numlstm.cells.sync`) and ``part`` this part's index.
+    ``numlstm.cells.sync``) and ``part`` this part's index.
     """
     enter(flags, part)
     B, H = c.shape
@@ -251,7 +251,7 @@ def _lstm_cell_backward(a, dg, t, b, cs, prev, new, dm, i, dc, peep, dpeep, coup
     of ``o * tanh(c)``. ``dc[b]`` holds the gradient of the new cell state on
     entry and of the previous one on exit; ``dg[t, b]`` receives the
     pre-activation gradients and ``dpeep[b]`` accumulates row ``b``'s share
-    of the peephole gradient. Indexed, never sliced, as in :func:`_lstm_cell`.
+    of the peephole gradient. Indexed, never sliced, as in ``_lstm_cell``.
     """
     H = dc.shape[1]
     one = a.dtype.type(1)
@@ -296,9 +296,9 @@ def _lstm_backward(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, peep, length
                    cs, grad_out, off, dh, dc, dgates, dpeep, dhp, ms, b0, b1):
     """Back-propagate through every step for batch rows ``b0:b1``.
 
-    ``gates``, ``hs`` and ``cs`` are what :func:`_lstm_forward` stored;
+    ``gates``, ``hs`` and ``cs`` are what ``_lstm_forward`` stored;
     ``w_hh_t`` (P, G) and ``w_hr_t`` (H, P) are the transposed weights, as
-    C-contiguous arrays, with their panels (see :func:`_lstm_forward`).
+    C-contiguous arrays, with their panels (see ``_lstm_forward``).
     ``dh``/``dc`` hold the gradient of the final state on entry and of the
     initial state on exit. ``dgates`` (T, B, G) receives
     the gradient of the gate pre-activations (zero on finished rows);

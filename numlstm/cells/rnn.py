@@ -24,7 +24,7 @@ def _rnn_forward(x, w_ih, panels_ih, bias, gates, w_hh, panels_hh, relu, lengths
 
     Each step projects its input rows ``x[t] @ w_ih.T`` in the same thread,
     just before the recurrent product (see
-    :func:`numlstm.cells.lstm._lstm_forward`); ``bias`` holds both biases,
+    ``numlstm.cells.lstm._lstm_forward``); ``bias`` holds both biases,
     summed, and ``gates`` (T, B, H) receives the new states. ``h`` (B, H) is
     the initial state on entry and the final one on exit; ``hs`` (T + 1, B,
     H) stores every state for backward, or is empty for inference. Only
@@ -92,7 +92,7 @@ def _rnn_backward(gates, w_hh_t, panels_hh_t, relu, lengths, reverse, grad_out, 
 
 
 def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
-    """Run one direction of one RNN layer; see :func:`numlstm.cells.lstm.forward`.
+    """Run one direction of one RNN layer; see ``numlstm.cells.lstm.forward``.
 
     ``state`` is ``(h,)``; ``relu`` picks ReLU over tanh.
     """

@@ -1,7 +1,7 @@
 """A per-step barrier for time loops whose threads split one step's work.
 
 When a batch has too few rows to share between threads, the threads split
-the hidden units instead (see :func:`numlstm.cells.lstm.forward`). Each step
+the hidden units instead (see ``numlstm.cells.lstm.forward``). Each step
 then needs every thread's share of the new hidden state before any thread
 can start the next step, so the threads meet at a barrier once per step.
 A step lasts a few microseconds, far less than waking a sleeping thread, so
@@ -18,9 +18,9 @@ other counter reads at least ``s``, with acquire loads. Release and acquire
 order the hidden-state writes before the counter, so the reader sees them.
 Numba has no atomics on the CPU, so the loads, stores and the
 compare-and-swap are written in LLVM IR through
-:func:`numba.extending.intrinsic`.
+``numba.extending.intrinsic``.
 
-:func:`run_parts` runs the parts: the first on the calling thread, the others
+``run_parts`` runs the parts: the first on the calling thread, the others
 on threads of their own (part threads). Every call has a number of its own,
 drawn from a counter that never repeats. A part thread's lines hold the
 number of the call last posted to it, last released to it and last done by
@@ -32,29 +32,29 @@ number of the running call. Between calls the part threads spin for about
 directions of one forward, or a loop over batches) skip the wake-up of a
 sleeping thread, which costs tens of microseconds, longer than a hundred
 steps of the barrier. For the same reason a part thread starts its job only
-once the caller's kernel releases it (:func:`enter`), the caller having let
+once the caller's kernel releases it (``enter``), the caller having let
 go of the Python interpreter lock, and the caller returns only once the part
-threads wait for their next job without it (:func:`finish`): a thread that
+threads wait for their next job without it (``finish``): a thread that
 asked for the lock while another held it would sleep until woken.
 
 Interrupts. A ``KeyboardInterrupt`` (Ctrl-C) reaches Python code of the main
 thread only, between its bytecodes, never inside a Numba call. So every step
 of the protocol that must not stop half-way is one Numba call: taking the
-lock together with posting the call (:func:`_begin`), releasing the part
-threads (:func:`enter`, inside the first part's kernel), and waiting for
+lock together with posting the call (``_begin``), releasing the part
+threads (``enter``, inside the first part's kernel), and waiting for
 them, aborting them first if the first part left early, together with
-giving the lock back (:func:`_end`). :func:`run_parts` calls :func:`_end`
-first thing in a ``finally`` that covers everything after :func:`_begin`:
+giving the lock back (``_end``). ``run_parts`` calls ``_end``
+first thing in a ``finally`` that covers everything after ``_begin``:
 CPython looks for a pending signal on entering a function, on a backward
 jump and after a call returns, so no interrupt lands between entering that
-block and the end of :func:`_end`. A part thread runs a job only when it
+block and the end of ``_end``. A part thread runs a job only when it
 was released for that job's call number, and a caller waits only for its
 own call number, so a job posted by a call that was interrupted before it
 released anything never runs. An interrupt while a thread starts or while
 a sleeping thread is woken leaves at worst an extra thread, which finds
 its part served and exits, or a thread asleep, which the next call wakes:
 waking goes through ``queue.SimpleQueue``, whose ``put`` is one C call, so
-no lock is left held. And :func:`_begin` aborts and waits for any part
+no lock is left held. And ``_begin`` aborts and waits for any part
 thread that still runs a job of an earlier call before it resets the
 barrier, so whatever an earlier call left behind, every call starts from
 the same state.
@@ -186,7 +186,7 @@ def _global(flags, slot):
 
 @njit(inline="always", **JIT_OPTIONS)
 def _n_parts(flags):
-    """The number of parts of the running call (set by :func:`_begin`)."""
+    """The number of parts of the running call (set by ``_begin``)."""
     return _observe(flags, _global(flags, N_PARTS))
 
 
@@ -235,7 +235,7 @@ def _stop_unfinished_jobs(flags, n_parts):
 
 @njit(inline="always", **JIT_OPTIONS)
 def enter(flags, part):
-    """The first call of a kernel under :func:`run_parts`.
+    """The first call of a kernel under ``run_parts``.
 
     In the first part, the caller's, it lets the part threads start their
     jobs: from here, with the interpreter lock released, so that they take
@@ -263,13 +263,13 @@ def arrive_and_wait(flags, part, step):
 
 @njit(inline="always", **JIT_OPTIONS)
 def finish(flags, part, step):
-    """The last call of a kernel under :func:`run_parts`, after the part's last write.
+    """The last call of a kernel under ``run_parts``, after the part's last write.
 
     Publishes that ``part`` finished ``step``. The first part, the caller's,
     then waits until every part thread is done with its job and waits for
     the next one: the caller returns to Python only then, so that no part
     thread asks for the interpreter lock while the caller holds it (see
-    :func:`run_parts`). That also makes every part's writes visible to the
+    ``run_parts``). That also makes every part's writes visible to the
     caller.
     """
     _publish(flags, part * PART_SLOTS + STEP, step)
@@ -285,7 +285,7 @@ def _begin(flags, call, n_parts):
     """Take the lock for ``call`` and post it to parts ``1:n_parts``; False if the lock is taken.
 
     A part thread still running a job of an earlier call (one whose
-    :func:`_end` never ran) is aborted and awaited first, so the barrier
+    ``_end`` never ran) is aborted and awaited first, so the barrier
     starts afresh whatever came before.
     """
     if not _swap(flags, _global(flags, LOCK), 0, call):
@@ -344,10 +344,10 @@ def _finish_and_await_release(flags, part, done, spins):
     """Publish that ``part``'s thread is done with call ``done``; await a later release.
 
     Returns the number of the call released, or 0 when ``spins`` turns pass
-    with no job coming (see :func:`_pending`); while one is coming it waits
+    with no job coming (see ``_pending``); while one is coming it waits
     on, yielding the core. Publishing from here, without the interpreter
     lock, lets the first part wait for it without the lock too (see
-    :func:`finish`).
+    ``finish``).
     """
     _publish(flags, part * PART_SLOTS + DONE, done)
     turn = 0
@@ -364,10 +364,10 @@ def _finish_and_await_release(flags, part, done, spins):
 
 @njit(nogil=True, cache=JIT_OPTIONS["cache"])
 def _sleep(flags, part, done, sleeping):
-    """Publish whether ``part``'s thread sleeps; whether no job is coming (see :func:`_pending`).
+    """Publish whether ``part``'s thread sleeps; whether no job is coming (see ``_pending``).
 
     With ``sleeping``, the fence orders the store before the loads, and
-    :func:`_begin` orders its post before its caller reads the sleep flag,
+    ``_begin`` orders its post before its caller reads the sleep flag,
     so either the thread sees the post or the caller sees the thread
     asleep and wakes it.
     """
@@ -429,7 +429,7 @@ def _start_part_threads(n_parts):
 
 
 def busy():
-    """Whether a call of :func:`run_parts` holds the part threads."""
+    """Whether a call of ``run_parts`` holds the part threads."""
     return bool(_flags[LOCK])
 
 
@@ -439,14 +439,14 @@ def run_parts(fn, n_parts):
     For kernels whose parts wait for each other at every step: a part can
     only finish when every other part is running. So the parts other than
     the first run on threads reserved for this, one call at a time, and
-    ``n_parts`` must not exceed :func:`numlstm._config.usable_cores`, or
+    ``n_parts`` must not exceed ``numlstm._config.usable_cores``, or
     parts would spin while the part they wait for has no core. ``flags``
     are the parts' counters, to hand to the kernel; a part that fails raises
     their abort flag, so that the others stop waiting and return, and its
     error is raised here.
 
-    ``fn(k, flags)`` must call a kernel that starts with :func:`enter` and
-    ends with :func:`finish`. The first part releases the others from its
+    ``fn(k, flags)`` must call a kernel that starts with ``enter`` and
+    ends with ``finish``. The first part releases the others from its
     kernel, and returns only once the other parts' threads wait for their
     next job. It waits without the Python interpreter lock, and releases
     the others once it has let go of the lock, so no thread ever waits for

@@ -1,7 +1,7 @@
 """GPU kernels (``numba.cuda``), one module per cell family: ``lstm``, ``gru`` and ``rnn``.
 
-Each module mirrors :mod:`numlstm.cells` (same function names and
-signatures), so :func:`numlstm._backend.get_backend` can hand either package
+Each module mirrors ``numlstm.cells`` (same function names and
+signatures), so ``numlstm._backend.get_backend`` can hand either package
 to the layers. The functions accept host NumPy arrays or device arrays (any
 object with ``__cuda_array_interface__`` is used without a copy) and keep
 every intermediate on the device for the whole sequence.
@@ -9,7 +9,7 @@ every intermediate on the device for the whole sequence.
 The array helpers below let the layers allocate and combine arrays on the
 device without knowing about Numba.
 
-Launch geometry lives in :mod:`numlstm.cuda._kernels` (``THREADS_PER_BLOCK``
+Launch geometry lives in ``numlstm.cuda._kernels`` (``THREADS_PER_BLOCK``
 and ``TILE``); tests patch both small.
 """
 

@@ -190,7 +190,7 @@ def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, weight_
 
     ``v = momentum * v + (g + weight_decay * param)``, then
     ``param -= learning_rate * (g + momentum * v if nesterov else v)``, as
-    :class:`numlstm.optim.SGD` does on the host.
+    ``numlstm.optim.SGD`` does on the host.
     """
     dt = np.dtype(param.dtype)
     if param.size:
@@ -205,7 +205,7 @@ def adam_update(param, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon,
                 weight_decay=0.0):
     """One fused ``torch.optim.Adam`` step (``step`` counts from 1) on device arrays, in place.
 
-    Same arithmetic as :class:`numlstm.optim.Adam`: moments updated in place,
+    Same arithmetic as ``numlstm.optim.Adam``: moments updated in place,
     ``param -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
     """
     dt = np.dtype(param.dtype)

@@ -53,7 +53,7 @@ def _gemm_source(tile, work, dtype):
     ``c`` (``side = tile * work``): thread ``(x, y)`` owns the ``work x work``
     outputs at rows ``y + i * tile`` and columns ``x + j * tile``, kept in
     registers. Per step of ``tile`` along ``k`` the block stages a
-    ``side x tile`` slice of each operand in shared memory (:func:`stage`);
+    ``side x tile`` slice of each operand in shared memory (``stage``);
     each thread then reads ``2 * work`` values per ``k`` for ``work ** 2``
     multiply-adds, where one output per thread reads two per multiply-add.
     """

@@ -1,7 +1,7 @@
 """Compile every kernel to PTX without a GPU: a type check for the real CUDA target.
 
 The CUDA simulator runs kernels as plain Python, so it cannot catch code that
-Numba's CUDA compiler rejects. :func:`compile_all` compiles every kernel, for
+Numba's CUDA compiler rejects. ``compile_all`` compiles every kernel, for
 float32 and float64, with ``numba.cuda.compile_ptx``, which needs NVVM (the
 ``numba-cuda[cu12]`` or ``[cu13]`` extra, or a CUDA toolkit) but no GPU or
 driver. It also checks that no float32 kernel does float64 arithmetic.

@@ -10,7 +10,7 @@ after each step, because every unit of the next step reads the whole state.
 Each step is split into ``TILE x TILE`` tiles of (batch row ``b``, unit
 ``j``); the blocks stride over the tiles, so any problem size runs on the
 largest grid that can be co-resident. A thread computes every gate of its
-``(b, j)`` in one pass over the recurrent weights (:func:`tile_dot`), so the
+``(b, j)`` in one pass over the recurrent weights (``tile_dot``), so the
 cell's pointwise math follows in the same thread with no second launch and no
 round trip through global memory:
 
@@ -104,7 +104,7 @@ def _slots(s, t, reverse, store):
 
 
 def first_slot(T, reverse, store):
-    """The slot :func:`_slots` reads at the first step; the initial state goes there."""
+    """The slot ``_slots`` reads at the first step; the initial state goes there."""
     return T if (store and reverse) else 0
 
 
@@ -119,7 +119,7 @@ def forward_kernel(dtype, tile, n_gates, step):
 
     Kernel arguments: ``gates`` (T, B, n_gates H) input projections, turned
     into the gate activations; ``w_hh``; ``hs`` (slots, B, P) the states,
-    with the initial one in slot :func:`first_slot`; ``h`` (B, P) the final
+    with the initial one in slot ``first_slot``; ``h`` (B, P) the final
     state; ``lengths``; ``reverse``; ``store``; ``out`` and ``off``;
     ``w_hr`` (P, H) or (0, H) and ``m`` (B, H) for a projection; ``cell``.
     """

@@ -1,7 +1,7 @@
 """Pieces shared by the CUDA cell modules: argument staging, batched GEMMs, the recurrences.
 
 The cell functions take host NumPy arrays or device arrays alike (see
-:mod:`numlstm.cuda._arrays`). :class:`Staged` moves what is on the host to
+``numlstm.cuda._arrays``). ``Staged`` moves what is on the host to
 the device once per call, and at the end writes the in-place results
 (``out``, the state) back to whichever host arrays they came from; device
 arguments are used, and updated, where they are.
@@ -26,7 +26,7 @@ class Staged:
         self._writeback = []
 
     def array(self, a, inplace=False):
-        """``a`` on the device; if ``inplace`` and ``a`` is a host array, copy back in :meth:`finish`.
+        """``a`` on the device; if ``inplace`` and ``a`` is a host array, copy back in ``finish``.
 
         A strided device array that is only read is copied to a contiguous one
         (the batched GEMMs view it as 2-D); one updated in place is used as it is.
@@ -63,7 +63,7 @@ def recur_forward(step, n_gates, gates, w_hh, h, lengths, reverse, store, out, o
     ``gates`` (T, B, n_gates H) holds the input projections and is turned into
     the gate activations; ``h`` (B, P) is the initial state and gets the
     final one. ``step`` and ``cell`` are the cell's pointwise device function
-    and its arrays (see :func:`numlstm.cuda._recurrence.forward_kernel`);
+    and its arrays (see ``numlstm.cuda._recurrence.forward_kernel``);
     ``w_hr`` (P, H) projects an LSTM's output. The result ``hs`` holds every
     step's state, (T + 1, B, P), with ``store``, else two working slots.
     """
@@ -90,7 +90,7 @@ def recur_backward(step, n_gates, accumulate, dgx, dgh, w_hh, dh, lengths, rever
 
     Fills the pre-activation gradients ``dgx`` and ``dgh`` (T, B, n_gates H)
     and updates ``dh`` (B, P) in place; see
-    :func:`numlstm.cuda._recurrence.backward_kernel` for ``step``, ``cell``
+    ``numlstm.cuda._recurrence.backward_kernel`` for ``step``, ``cell``
     and ``accumulate``. With a projection ``w_hr`` (P, H), returns the
     gradient of every step's projected output, (T, B, P); else None.
     """

@@ -1,7 +1,7 @@
 """GRU on the GPU, with PyTorch's equations.
 
-The CUDA twin of :mod:`numlstm.cells.gru` (equations there). The time loop
-is one persistent launch (:mod:`numlstm.cuda._recurrence`): per step each
+The CUDA twin of ``numlstm.cells.gru`` (equations there). The time loop
+is one persistent launch (``numlstm.cuda._recurrence``): per step each
 thread computes the three recurrent products of its (row, unit), adds
 ``b_hh`` (so that ``b_hn`` stays inside the reset product) and applies the
 gate math. Backward is one persistent launch too: each thread takes
@@ -26,8 +26,8 @@ __all__ = ["forward", "backward", "gate_states"]
 def _steps(dtype):
     """The (forward, backward) pointwise device functions for ``dtype``.
 
-    See :func:`numlstm.cuda._recurrence.forward_kernel` and
-    :func:`~numlstm.cuda._recurrence.backward_kernel` for the signatures.
+    See ``numlstm.cuda._recurrence.forward_kernel`` and
+    ``numlstm.cuda._recurrence.backward_kernel`` for the signatures.
     """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
@@ -81,7 +81,7 @@ def _steps(dtype):
 
 
 def forward(p, x, state, lengths, reverse, out, off, store):
-    """Run one direction of one GRU layer on the GPU; see :func:`numlstm.cuda.lstm.forward`.
+    """Run one direction of one GRU layer on the GPU; see ``numlstm.cuda.lstm.forward``.
 
     ``state`` is ``(h,)``.
     """
@@ -105,7 +105,7 @@ def forward(p, x, state, lengths, reverse, out, off, store):
 def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     """Gradients of one direction of one GRU layer on the GPU; ``dstate`` is ``(dh,)``.
 
-    See :func:`numlstm.cuda.lstm.backward`.
+    See ``numlstm.cuda.lstm.backward``.
     """
     host = not _arrays.is_device_array(grad_out)
     x, gates, hs, hn = cache

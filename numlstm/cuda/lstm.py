@@ -1,12 +1,12 @@
 """LSTM family on the GPU: standard, peephole, coupled-gate (CIFG) and projected.
 
-The CUDA twin of :mod:`numlstm.cells.lstm`: same functions, signatures and
+The CUDA twin of ``numlstm.cells.lstm``: same functions, signatures and
 equations (see there). Arguments may be host NumPy arrays or device arrays;
 everything is staged on the device once per call and stays there for the
 whole sequence.
 
 The input projection for every step is one GEMM over all ``T * B`` rows.
-The time loop is one persistent launch (:mod:`numlstm.cuda._recurrence`):
+The time loop is one persistent launch (``numlstm.cuda._recurrence``):
 per step each thread computes the four (three when coupled) recurrent
 products of its (row, unit) and then the gate nonlinearities, the
 peepholes, the cell update and the packed-sequence masking; a projected cell
@@ -35,8 +35,8 @@ def _steps(dtype, n_gates):
     """The (forward, backward) pointwise device functions for ``dtype``; coupled if 3 gates.
 
     Gate rows are (i, f, g, o), or (i, g, o) for a coupled cell, whose forget
-    gate is ``1 - i``. See :func:`numlstm.cuda._recurrence.forward_kernel`
-    and :func:`~numlstm.cuda._recurrence.backward_kernel` for the signatures.
+    gate is ``1 - i``. See ``numlstm.cuda._recurrence.forward_kernel``
+    and ``numlstm.cuda._recurrence.backward_kernel`` for the signatures.
     """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
@@ -142,7 +142,7 @@ def _steps(dtype, n_gates):
 def forward(p, x, state, lengths, reverse, out, off, store):
     """Run one direction of one LSTM layer on the GPU.
 
-    Same contract as :func:`numlstm.cells.lstm.forward`. Every array may be a
+    Same contract as ``numlstm.cells.lstm.forward``. Every array may be a
     host NumPy array or a device array; ``state`` and ``out`` are updated in
     place wherever they live. The returned cache holds device arrays.
     """
@@ -171,7 +171,7 @@ def forward(p, x, state, lengths, reverse, out, off, store):
 def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     """Gradients of one direction of one LSTM layer on the GPU.
 
-    Same contract as :func:`numlstm.cells.lstm.backward`; ``dstate`` is
+    Same contract as ``numlstm.cells.lstm.backward``; ``dstate`` is
     updated in place wherever it lives. ``dx`` and the gradients are device
     arrays, or NumPy arrays when ``grad_out`` is a NumPy array.
     """

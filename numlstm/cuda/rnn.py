@@ -1,8 +1,8 @@
 """Elman RNN on the GPU, with a tanh or ReLU nonlinearity.
 
-The CUDA twin of :mod:`numlstm.cells.rnn` (equation there). The time loop,
+The CUDA twin of ``numlstm.cells.rnn`` (equation there). The time loop,
 forward and backward, is one persistent launch each
-(:mod:`numlstm.cuda._recurrence`) in which every thread computes the
+(``numlstm.cuda._recurrence``) in which every thread computes the
 recurrent product of its (row, unit) and then its pointwise step.
 """
 
@@ -23,8 +23,8 @@ __all__ = ["forward", "backward", "gate_states"]
 def _steps(dtype):
     """The (forward, backward) pointwise device functions for ``dtype``.
 
-    See :func:`numlstm.cuda._recurrence.forward_kernel` and
-    :func:`~numlstm.cuda._recurrence.backward_kernel` for the signatures.
+    See ``numlstm.cuda._recurrence.forward_kernel`` and
+    ``numlstm.cuda._recurrence.backward_kernel`` for the signatures.
     """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
@@ -60,7 +60,7 @@ def _steps(dtype):
 
 
 def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
-    """Run one direction of one RNN layer on the GPU; see :func:`numlstm.cuda.lstm.forward`.
+    """Run one direction of one RNN layer on the GPU; see ``numlstm.cuda.lstm.forward``.
 
     ``state`` is ``(h,)``; ``relu`` picks ReLU over tanh.
     """
@@ -81,7 +81,7 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
 def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     """Gradients of one direction of one RNN layer on the GPU; ``dstate`` is ``(dh,)``.
 
-    See :func:`numlstm.cuda.lstm.backward`.
+    See ``numlstm.cuda.lstm.backward``.
     """
     host = not _arrays.is_device_array(grad_out)
     x, gates, hs = cache
