@@ -176,9 +176,13 @@ def _shift(values, offsets, *, back=False):
 
 
 def _is_sequence_list(X):
-    """Whether X is a list or tuple of per-sequence arrays (not a nested list of numbers)."""
-    return (isinstance(X, (list, tuple)) and len(X) > 0
-            and all(isinstance(x, (np.ndarray, list, tuple, xr.DataArray)) for x in X)
+    """Whether X is a list or tuple of per-sequence arrays: arrays of any lengths, or nested lists
+    of different lengths (nested lists of one length are a plain 2-D or 3-D array)."""
+    if not isinstance(X, (list, tuple)) or not X:
+        return False
+    if all(isinstance(x, (np.ndarray, xr.DataArray)) for x in X):
+        return True
+    return (all(isinstance(x, (np.ndarray, list, tuple, xr.DataArray)) for x in X)
             and len({np.shape(x) for x in X}) > 1)
 
 
@@ -243,6 +247,8 @@ def pad(sequences, *, align="start", dims=None, dtype=None):
 
 def _check_single_series(X, input_name):
     """ValueError with advice for a 1-D X; a warning for a one-column DataFrame."""
+    if isinstance(X, (list, tuple)) and not X:
+        raise ValueError(f"{input_name} is empty: it needs at least one sequence")
     ndim = getattr(X, "ndim", None)
     if ndim is None and isinstance(X, (list, tuple)):
         ndim = np.ndim(X) if all(np.ndim(x) == 0 for x in X) else None
@@ -433,12 +439,17 @@ def check_tokens(X, *, padding_token=-1, dims=DEFAULT_DIMS, input_name="X"):
 
 
 def _as_tokens(values, input_name):
-    """``values`` as int64 token ids; TypeError for anything but whole numbers."""
-    if values.dtype.kind in "iu" or values.dtype == bool:
-        return values.astype(np.int64)
-    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
-        return values.astype(np.int64)
-    raise TypeError(f"{input_name} of tokens must hold integer ids, got dtype {values.dtype}")
+    """``values`` as int64 token ids; TypeError for anything but whole numbers, ValueError out of range."""
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise TypeError(f"{input_name} of tokens must hold integer ids; pad them with padding_token, not NaN")
+    whole = values.dtype.kind in "iub" or (
+        values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all())
+    if not whole:
+        raise TypeError(f"{input_name} of tokens must hold integer ids, got dtype {values.dtype}")
+    limit = 2**53 if values.dtype.kind == "f" else np.iinfo(np.int64).max  # exact as floats, or int64
+    if values.size and values.dtype != bool and (values.max() > limit or values.min() < -limit):
+        raise ValueError(f"{input_name} holds token ids beyond +-{limit}, which numlstm cannot tell apart")
+    return values.astype(np.int64)
 
 
 def fill_missing(values, mask, how):
@@ -707,13 +718,13 @@ def is_lazy(X):
     return isinstance(X, xr.DataArray) and X.chunks is not None
 
 
-def map_lazily(func, X, sample_dim):
+def map_lazily(func, X, sample_dim, fill=0):
     """``func(X)``, built lazily block by block along the sample dim of a Dask-backed DataArray.
 
     ``func`` maps an in-memory DataArray of sequences to a DataArray or
     Dataset whose only dim shared with X's sample chunks is ``sample_dim``.
-    Nothing of X is computed here: ``func`` on one sequence of zeros (with
-    X's coords) gives the result's dims, dtypes and coords. Chunks along the
+    Nothing of X is computed here: ``func`` on one sequence of ``fill``
+    values (with X's coords) gives the result's dims, dtypes and coords. Chunks along the
     other dims are merged first: a sequence needs all its steps and features
     at once.
 
@@ -727,7 +738,7 @@ def map_lazily(func, X, sample_dim):
     if sample_dim not in X.dims:
         raise ValueError(f"X has dims {X.dims} but no sample dim {sample_dim!r}")
     X = X.chunk({d: -1 for d in X.dims if d != sample_dim})
-    probe = func(xr.zeros_like(X.isel({sample_dim: slice(0, 1)})).compute())
+    probe = func(xr.full_like(X.isel({sample_dim: slice(0, 1)}), fill).compute())
     sample_chunks = X.chunksizes[sample_dim]
 
     def lazy_like(var):

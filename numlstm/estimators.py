@@ -28,6 +28,7 @@ from numlstm import _backend, io
 from numlstm._net import SequenceNet, check_size, loadable_config
 from numlstm.data import (
     MISSING,
+    _check_dims,
     DEFAULT_DIMS,
     FLOAT_DTYPES,
     Standardizer,
@@ -59,7 +60,9 @@ def _lazy_for_dask(method):
         if not is_lazy(X):
             return method(self, X)
         check_is_fitted(self)
-        return map_lazily(functools.partial(method, self), X, self.dims[0])
+        # a sequence of padding tokens is no sequence: probe a token model with another id
+        fill = self.padding_token + 1 if hasattr(self, "vocabulary_") else 0
+        return map_lazily(functools.partial(method, self), X, self.dims[0], fill=fill)
 
     return wrapper
 
@@ -388,6 +391,13 @@ class _SequenceEstimator(BaseEstimator):
                                  f"got quantiles={self.quantiles!r} with loss={self.loss!r}")
         if self.class_weight is not None and not isinstance(self, ClassifierMixin):
             raise ValueError(f"class_weight is a LSTMClassifier option; {name} takes sample_weight in fit")
+        if isinstance(self.class_weight, dict):
+            values = list(self.class_weight.values())
+            if not all(isinstance(v, Real) and not isinstance(v, bool) and 0 <= v < np.inf for v in values) \
+                    or not sum(values) > 0:
+                raise ValueError(f"class_weight must map labels to finite weights >= 0, not all 0; got "
+                                 f"{self.class_weight!r}")
+        _check_dims(self.dims)
 
     def _resolve_device(self):
         """``device`` with "auto" resolved; ValueError for "cuda" without a usable GPU."""
@@ -540,7 +550,7 @@ class _SequenceEstimator(BaseEstimator):
             if self.early_stopping and not partial:
                 stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
                 train_rows, val = validation_split(train_rows, self.validation_fraction, self._rng, stratify,
-                                                   type(self).__name__)
+                                                   type(self).__name__, sample_weight)
                 if val is None:  # too few to validate on: the training loss decides
                     self.validation_scores_ = self.best_validation_score_ = None
             data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
@@ -774,8 +784,9 @@ class _SequenceEstimator(BaseEstimator):
             attributes["network_"] = attributes.pop("_net")
             arrays = {("network_/" + k[len("_net/"):] if k.startswith("_net/") else k): v for k, v in arrays.items()}
         kinds = dict(_ATTRIBUTE_KINDS, **cls._EXTRA_ATTRIBUTE_KINDS)
-        for name in ("network_", "n_features_in_", "n_iter_", "loss_curve_"):
-            if name not in attributes:
+        optional = {"feature_names_in_", "_missing", "_fit_columns", "_quantiles", "vocabulary_"}
+        for name in cls._SAVED:
+            if name not in optional and name not in attributes:
                 raise ValueError(f"the model lacks {name!r}")
         for name, spec in attributes.items():
             if name not in cls._SAVED:
@@ -843,6 +854,8 @@ class _SequenceEstimator(BaseEstimator):
         if cell is None or getattr(recurrent, "proj_size", 0) or not getattr(recurrent, "bias", False):
             raise ValueError("recurrent must be a torch.nn.LSTM, GRU or RNN (tanh) with biases and no "
                              f"projection, got {recurrent!r}")
+        if getattr(head, "weight", None) is None or getattr(head, "bias", None) is None:
+            raise ValueError(f"head must be a torch.nn.Linear with a bias, got {head!r}")
         state = {name: value.detach().cpu().numpy() for name, value in recurrent.state_dict().items()}
         weight, bias = (np.asarray(p.detach().cpu().numpy()) for p in (head.weight, head.bias))
         dtype = state["weight_ih_l0"].dtype.name
@@ -1253,6 +1266,11 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
             raise ValueError("class_weight='balanced' needs the labels of the whole training set, so "
                              "partial_fit does not take it; pass a dict of class weights")
         classes = fitted.get("classes_", getattr(self, "classes_", None))
+        if isinstance(self.class_weight, dict):
+            unknown = [label for label in self.class_weight if label not in set(classes.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names labels that are not classes: {unknown}; the classes "
+                                 f"are {classes.tolist()}")
         labels = classes[encoded[targets.observed] if targets.per_step else encoded]
         try:
             return compute_class_weight(self.class_weight, classes=classes, y=labels)

@@ -49,6 +49,7 @@ but never resumes from one.
 import hashlib
 import json
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ class _Diverged(Exception):
                 f"mini-batch {self.batch}")
 
 
-def validation_split(indices, fraction, rng, stratify, name):
+def validation_split(indices, fraction, rng, stratify, name, sample_weight=None):
     """Training and validation indices for early stopping, or ``(indices, None)`` if too few.
 
     Parameters
@@ -152,6 +153,8 @@ def validation_split(indices, fraction, rng, stratify, name):
         Class labels to stratify by.
     name : str
         The estimator's name, for messages.
+    sample_weight : ndarray or None
+        Both sides of the split must keep some positive weight.
     """
     n_val = math.ceil(fraction * len(indices))
     if n_val < MIN_VALIDATION_SEQUENCES:
@@ -164,12 +167,19 @@ def validation_split(indices, fraction, rng, stratify, name):
         )
         return indices, None
     try:
-        return train_test_split(indices, test_size=fraction, random_state=rng, stratify=stratify)
+        train, val = train_test_split(indices, test_size=fraction, random_state=rng, stratify=stratify)
     except ValueError as exc:
         raise ValueError(
             f"validation_fraction={fraction} cannot hold out a stratified validation set from "
             f"{len(indices)} sequences ({exc}); raise validation_fraction, or set early_stopping=False"
         ) from None
+    if sample_weight is not None and not (sample_weight[train].sum() > 0 and sample_weight[val].sum() > 0):
+        side = "validation" if sample_weight[train].sum() > 0 else "training"
+        raise ValueError(
+            f"with validation_fraction={fraction}, every {side} sequence has sample_weight 0; give more "
+            "sequences a positive weight, or set early_stopping=False"
+        )
+    return train, val
 
 
 def train(est, data, *, partial):
@@ -208,8 +218,10 @@ class _Loop:
     def run(self):
         est, val = self.est, self.data.val
         n_epochs = 1 if self.partial else est.max_iter
-        if self.path is not None and not self.partial:
-            self._resume(n_epochs)
+        if self.path is not None:
+            existing = self._existing_checkpoint()
+            if existing is not None and not self.partial:
+                self._resume(*existing, n_epochs)
         bar = _progress_bar(est.verbose, n_epochs, type(est).__name__, self.epochs)
         interrupted = diverged = False
         try:
@@ -318,6 +330,9 @@ class _Loop:
                 count += weight
         finally:
             net.layer.eval()
+        if count == 0:
+            raise ValueError("no training target has a positive weight (sample_weight, class_weight or "
+                             "unknown per-step targets)")
         return float(total / count)
 
     def _check_loss(self, loss, batch_number):
@@ -380,20 +395,41 @@ class _Loop:
             arrays.update({f"{_TRAINING}optimizer/{name}/{i}": value for i, value in enumerate(values)})
         io.write_model(self.path, metadata, arrays)
 
-    def _resume(self, n_epochs):
-        """Continue from the checkpoint at ``self.path`` if it is one of this fit."""
+    def _existing_checkpoint(self):
+        """``(metadata, arrays)`` of the model file at ``self.path``, None if there is none.
+
+        ValueError if something else is there: training never overwrites it.
+        """
         if not os.path.lexists(self.path):
-            return
+            return None
         try:
-            metadata, arrays = io.read_model(self.path)
+            return io.read_model(self.path)
         except (ValueError, OSError) as exc:
             raise ValueError(
                 f"checkpoint_path={self.path!r} names a file that is not a numlstm checkpoint, which "
-                f"fit will not overwrite; remove it or choose another path ({exc})"
+                f"training will not overwrite; remove it or choose another path ({exc})"
             ) from None
+
+    def _resume(self, metadata, arrays, n_epochs):
+        """Continue from the checkpoint ``metadata``, ``arrays`` if it is one of this fit."""
         training = metadata.get("training")
-        if (not isinstance(training, dict) or training.get("fingerprint") != self.fingerprint
-                or not isinstance(training.get("epochs"), int) or training["epochs"] > n_epochs):
+        ours = isinstance(training, dict) and training.get("fingerprint") == self.fingerprint
+        epochs = training.get("epochs") if ours else None
+        if ours and isinstance(epochs, int) and epochs > n_epochs:
+            raise ValueError(
+                f"checkpoint_path={self.path!r} holds this fit after {epochs} epochs, more than "
+                f"max_iter={n_epochs}; raise max_iter to resume it, or choose another path"
+            )
+        finished = ours and (training.get("converged") is True or epochs == n_epochs)
+        if ours and finished and not isinstance(self.est.random_state, numbers.Integral):
+            warnings.warn(
+                f"checkpoint_path={self.path!r} holds a finished fit, and without an int random_state "
+                "a new fit is a new draw: this fit starts afresh and replaces it",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
+        if not ours or not isinstance(epochs, int):
             warnings.warn(
                 f"checkpoint_path={self.path!r} holds a model or checkpoint of another fit (other data, "
                 "hyper-parameters or starting point); this fit starts afresh and replaces it",

@@ -179,3 +179,12 @@ def test_an_array_that_looks_like_sktime_layout_gets_a_warning():
         warnings.simplefilter("error")
         check_sequences(sktime_like.transpose(0, 2, 1))
         check_sequences(xr.DataArray(sktime_like, dims=("sample", "feature", "time")))
+
+
+def test_a_list_of_arrays_is_sequences_whatever_their_lengths():
+    same = [np.array([np.nan, 1.0, 2.0]), np.array([3.0, 4.0, 5.0])]  # one end-aligned record
+    seqs = check_sequences(same)
+    np.testing.assert_array_equal(seqs.lengths, [2, 3])
+    assert seqs.n_columns is None  # not a plain 2-D X
+    with pytest.raises(ValueError, match="X is empty"):
+        check_sequences([])

@@ -161,3 +161,22 @@ def test_class_weights_with_numeric_labels_save_and_train_on(tmp_path):
     loaded = numlstm.load(tmp_path / "weighted.npz")
     assert loaded.class_weight == {0: 1.0, 1: 3.0}
     loaded.set_params(warm_start=True).fit(X, y)  # the labels still match the weights
+
+
+def test_class_weight_values_and_labels_are_checked():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(30, 4, 1))
+    y = np.array(["a", "b", "c"] * 10)
+    for bad in ({"a": -0.5}, {"a": np.nan}, {"a": np.inf}, {"a": 0, "b": 0, "c": 0}):
+        with pytest.raises(ValueError, match="class_weight must map labels to finite weights"):
+            LSTMClassifier(class_weight=bad, max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"class_weight names labels that are not classes: \['z'\]"):
+        LSTMClassifier(class_weight={"a": 2, "z": 5}, max_iter=1).fit(X, y)
+
+
+def test_from_torch_needs_a_linear_head_with_a_bias():
+    torch = pytest.importorskip("torch")
+    recurrent = torch.nn.LSTM(3, 5, batch_first=True)
+    for head in (torch.nn.Linear(5, 2, bias=False), torch.nn.Sequential(torch.nn.Linear(5, 2))):
+        with pytest.raises(ValueError, match="head must be a torch.nn.Linear with a bias"):
+            LSTMRegressor.from_torch(recurrent, head)

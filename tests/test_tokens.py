@@ -92,3 +92,24 @@ def test_token_models_save_load_and_handle_unseen_ids(tmp_path):
     np.testing.assert_array_equal(reg.predict(unseen), reg.predict(np.where(unseen == 999, 12345, unseen)))
     with pytest.raises(ValueError, match="embedding_dim"):
         reg.set_params(embedding_dim=8).partial_fit(X, y)
+
+
+def test_token_ids_out_of_range_and_nan_padding_are_named():
+    with pytest.raises(ValueError, match="token ids beyond"):
+        check_tokens(np.array([[2**64 - 1, 3]], dtype=np.uint64))
+    with pytest.raises(ValueError, match="token ids beyond"):
+        check_tokens(np.array([[1e20, 2e20]]))
+    with pytest.raises(TypeError, match="pad them with padding_token, not NaN"):
+        check_tokens(np.array([[1.0, np.nan]]))
+
+
+def test_lazy_predictions_of_a_token_model_padded_with_zero():
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("dask.array")
+    rng = np.random.default_rng(2)
+    X = rng.integers(1, 9, size=(12, 6))
+    X[::3, -2:] = 0
+    est = LSTMClassifier(embedding_dim=3, padding_token=0, hidden_size=4, max_iter=2, random_state=0)
+    est.fit(X, (X[:, 0] > 4).astype(int))
+    da = xr.DataArray(X, dims=("sample", "time"))
+    np.testing.assert_array_equal(est.predict_proba(da.chunk({"sample": 5})).values, est.predict_proba(da).values)

@@ -384,3 +384,58 @@ def test_files_that_call_the_network_net_still_load(tmp_path):
     meta["attributes"]["_net"] = meta["attributes"].pop("network_")
     arrays = {k.replace("network_/", "_net/"): v for k, v in arrays.items()}
     np.testing.assert_array_equal(numlstm.load(write_edited(tmp_path, meta, arrays)).predict(X), est.predict(X))
+
+
+# ---- found by a red-team pass -------------------------------------------------------------
+
+
+def test_partial_fit_never_overwrites_a_file_that_is_no_model(tmp_path):
+    X, y = data()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a week of lab notes")
+    with pytest.raises(ValueError, match="not a numlstm checkpoint"):
+        LSTMRegressor(hidden_size=4, checkpoint_path=notes).partial_fit(X, y)
+    assert notes.read_text() == "a week of lab notes"
+
+
+def test_a_smaller_max_iter_keeps_the_checkpoint_and_says_why(tmp_path):
+    X, y = data()
+    path = tmp_path / "run.npz"
+    LSTMRegressor(max_iter=4, checkpoint_path=path, **RESUMABLE).fit(X, y)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="after 4 epochs, more than max_iter=2"):
+        LSTMRegressor(max_iter=2, checkpoint_path=path, **RESUMABLE).fit(X, y)
+    assert path.read_bytes() == before
+
+
+def test_without_an_int_random_state_a_finished_checkpoint_is_a_new_draw(tmp_path):
+    X, y = data()
+    params = dict(RESUMABLE, random_state=None, max_iter=2)
+    path = tmp_path / "run.npz"
+    first = LSTMRegressor(checkpoint_path=path, **params).fit(X, y)
+    with pytest.warns(UserWarning, match="finished fit, and without an int random_state"):
+        second = LSTMRegressor(checkpoint_path=path, **params).fit(X, y)
+    assert second.n_iter_ == 2 and not np.array_equal(first.predict(X), second.predict(X))
+
+
+def test_zero_weights_on_one_side_of_the_validation_split_are_named():
+    X, y = data()
+    weights = np.zeros(40)
+    weights[:2] = 1
+    with pytest.raises(ValueError, match="sample_weight 0"):
+        LSTMRegressor(early_stopping=True, validation_fraction=0.25, hidden_size=4, max_iter=2,
+                      random_state=0).fit(X, y, sample_weight=weights)
+
+
+def test_crafted_files_lacking_fitted_attributes_or_with_bad_dims_fail_at_load(tmp_path):
+    meta, arrays = saved(tmp_path)
+    for name in ("_x_scaler", "_output_dim", "_y_scaler"):
+        edited = json.loads(json.dumps(meta))
+        del edited["attributes"][name]
+        kept = {k: v for k, v in arrays.items() if not k.startswith(name + "/")}
+        with pytest.raises(ValueError, match=name):
+            numlstm.load(write_edited(tmp_path, edited, kept))
+    edited = json.loads(json.dumps(meta))
+    edited["params"]["dims"] = ["a", "a", "b"]
+    with pytest.raises(ValueError, match="dims"):
+        numlstm.load(write_edited(tmp_path, edited, arrays))
