@@ -41,9 +41,12 @@ that holds a checkpoint of the same fit (the same estimator class and
 hyper-parameters, ``max_iter``, ``verbose``, ``warm_start`` and
 ``checkpoint_path`` aside; the same data; the same starting point) resumes
 from it, and ends with exactly the weights of an uninterrupted run. A
-checkpoint of another fit is replaced, with a warning; a file that is no
-numlstm model file is never overwritten. ``partial_fit`` writes checkpoints
-but never resumes from one.
+checkpoint of another fit is replaced, with a warning. Never overwritten: a
+file that is no numlstm model file (``fit`` and ``partial_fit`` alike), and
+a checkpoint of this fit with more epochs than ``max_iter`` (both raise
+``ValueError``). Without an int ``random_state`` a finished checkpoint is
+replaced, with a warning: a new fit is then a new draw. ``partial_fit``
+writes checkpoints but never resumes from one.
 """
 
 import hashlib
