@@ -35,11 +35,13 @@ import time
 
 import numpy as np
 import xarray as xr
+from sklearn.metrics import root_mean_squared_error as rmse
 
 import numlstm
 from numlstm import LSTMClassifier, LSTMRegressor
 from numlstm.data import Standardizer, check_sequences, sliding_windows
 from numlstm.datasets import load_sunspots
+from numlstm.plot import agg_pyplot
 
 try:
     import torch
@@ -81,10 +83,6 @@ def make_sequences(n, seed, max_length=30):
     X = xr.DataArray(values, dims=("sample", "time", "feature"),
                      coords={"sample": np.arange(n), "time": np.arange(max_length), "feature": ["a", "b"]})
     return X, xr.DataArray(CLASSES[labels], dims="sample", coords={"sample": np.arange(n)})
-
-
-def rmse(pred, true):
-    return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(true)) ** 2)))
 
 
 # ---- part 1: the same weights, the same outputs and gradients -------------------------------------
@@ -215,19 +213,6 @@ def compare_classification(quick=False):
                 torch=(float(np.mean(pred == y_test.values)), torch_time))
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot(differences, sunspots, out, plt):
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), width_ratios=(1, 1.6), layout="constrained")
     bins = np.logspace(-19, -4, 61)
@@ -296,7 +281,7 @@ def main(argv=None):
           f"{rmse(sunspots['loaded'], sunspots['y_test']):.3f}, largest difference from PyTorch's predictions "
           f"{sunspots['loaded_difference']:.1e} (standardized units)")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is not None:
         plot(differences, sunspots, args.out, plt)
     return differences, sunspots, classification

@@ -25,33 +25,18 @@ import time
 
 import numpy as np
 import xarray as xr
+from sklearn.metrics import root_mean_squared_error as rmse
 
 from numlstm import LSTMRegressor
 from numlstm.data import sliding_windows
 from numlstm.datasets import load_elnino
+from numlstm.plot import agg_pyplot
 
 WINDOW = 24
 FIRST_TEST_MONTH = np.datetime64("2001-01-01")
 SETTINGS = dict(hidden_size=8, learning_rate=1e-2, max_iter=300, tol=1e-3, n_iter_no_change=10,
                 batch_size=32, random_state=0)
 INSPECTED = slice("1995-01-01", "2000-12-31")
-
-
-def rmse(pred, true):
-    return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(true)) ** 2)))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv=None):
@@ -90,7 +75,7 @@ def main(argv=None):
     best = int(np.argmax(np.abs(corr)))
     print(f"cell state most correlated with the temperature: unit {best}, r = {corr[best]:+.3f}")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return ds
     from numlstm.plot import gates

@@ -17,6 +17,7 @@ import argparse
 import numpy as np
 
 import numlstm
+from numlstm.plot import agg_pyplot
 
 T, B, H = 60, 16, 24
 NOISE = 0.05
@@ -53,19 +54,6 @@ def train(x, y, rng, steps=STEPS):
     return lstm, head, losses
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="layer_training_loop.png",
@@ -82,7 +70,7 @@ def main(argv=None):
     print(f"final mse {final:.4f} (noise floor about {2 * NOISE ** 2:.4f}; "
           f"naive 'next value = this one' {naive:.4f})")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return losses
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")

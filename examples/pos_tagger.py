@@ -218,7 +218,8 @@ def plot(results, tags, counts, out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="most epochs for part 2 (default %(default)s); part 3 runs as many as part 2 did")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="most epochs for part 2 (default %(default)s); part 3 runs as many as part 2 did")
     parser.add_argument("--out", default="pos_tagger.png", help="where to write the figure (default %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = parser.parse_args(argv)

@@ -20,9 +20,11 @@ import time
 
 import numpy as np
 import xarray as xr
+from sklearn.metrics import root_mean_squared_error as rmse
 
 from numlstm import LSTMRegressor
 from numlstm.data import sliding_windows
+from numlstm.plot import agg_pyplot
 
 WINDOW = 50
 N_TRAIN = 800
@@ -45,23 +47,6 @@ def recursive_forecast(model, history, steps):
         forecast.append(value)
         window.append(value)
     return np.array(forecast)
-
-
-def rmse(pred, true):
-    return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(true)) ** 2)))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv=None):
@@ -88,7 +73,7 @@ def main(argv=None):
     print(f"           last value held (naive) {rmse(naive, test):.4f}")
     print(f"largest recursive error {np.max(np.abs(forecast - test.values)):.4f}")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return model
     from numlstm.plot import forecast as plot_forecast

@@ -24,6 +24,7 @@ import numpy as np
 from numlstm import LSTMRegressor
 from numlstm.data import sliding_windows
 from numlstm.datasets import load_sunspots
+from numlstm.plot import agg_pyplot
 
 WINDOW = 20
 LAST_TRAIN_YEAR = 1950
@@ -45,19 +46,6 @@ def rmse(pred, true):
     return float(np.sqrt(np.mean((np.asarray(pred) - true) ** 2)))
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="sunspots.png", help="where to write the figure (default %(default)s)")
@@ -75,7 +63,7 @@ def main(argv=None):
           f"{settings['max_iter']}, fit {fit_time:.1f} s)")
     print(f"persistence RMSE {rmse(naive, y_test):6.2f}   (next year = this year)")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return model
     from numlstm.plot import forecast, loss_curve

@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 import numlstm
+from numlstm.plot import agg_pyplot
 
 INPUT_SIZE, HIDDEN_SIZE = 4, 32
 STEPS, SEEDS = 100, 10
@@ -72,19 +73,6 @@ def decay_per_step(log_norm, start):
     return float(np.exp(np.polyfit(distance[start:], log_norm[start:], 1)[0]))
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="vanishing_gradient.png",
@@ -103,7 +91,7 @@ def main(argv=None):
         print(f"{name:<22}" + "".join(f"{np.exp(log_mean[d]):10.1e}" for d in shown)
               + f"   {decay_per_step(log_mean, 10):.3f}")
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return results
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")

@@ -23,6 +23,7 @@ import xarray as xr
 from sklearn.metrics import confusion_matrix
 
 from numlstm import LSTMClassifier
+from numlstm.plot import agg_pyplot
 
 CLASSES = np.array(["low", "mid", "high"])
 SETTINGS = dict(hidden_size=8, learning_rate=1e-2, max_iter=100, tol=1e-3, n_iter_no_change=5,
@@ -44,19 +45,6 @@ def make_sequences(n, seed, max_length=30):
         coords={"sample": np.arange(n), "time": np.arange(max_length), "feature": ["a", "b"]},
     )
     return X, xr.DataArray(CLASSES[labels], dims="sample", coords={"sample": np.arange(n)})
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend, or None (saying so) when matplotlib is missing."""
-    try:
-        import matplotlib
-    except ImportError:
-        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv=None):
@@ -85,7 +73,7 @@ def main(argv=None):
     print(xr.Dataset({"length": ("sample", lengths[:5]), "true": y_test[:5], "predicted": pred[:5]})
           .to_dataframe().to_string())
 
-    plt = pyplot()
+    plt = agg_pyplot()
     if plt is None:
         return model
     matrix = confusion_matrix(y_test.values, pred.values, labels=CLASSES)

@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["loss_curve", "forecast", "gates", "summary"]
+__all__ = ["agg_pyplot", "loss_curve", "forecast", "gates", "summary"]
 
 
 def _pyplot():
@@ -20,6 +20,27 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise ImportError("numlstm.plot needs matplotlib: pip install 'numlstm[plot]'") from error
+    return plt
+
+
+def agg_pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, for scripts that write figures to files.
+
+    Returns
+    -------
+    module or None
+        ``matplotlib.pyplot``; None when matplotlib is missing, after
+        printing that figures need the ``plot`` extra, so that a script can
+        go on without its figure.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print('no figure: it needs matplotlib, pip install -e ".[plot]"')
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     return plt
 
 
