@@ -61,12 +61,12 @@ def _figure_class(out):
     return Figure
 
 
-def _compile_note(dtype):
-    """A line saying that the LSTM kernels are about to compile, or '' when they are cached."""
+def _will_compile(dtype):
+    """Whether the LSTM kernels are about to compile for ``dtype`` (not yet in the disk cache)."""
     from numlstm import _compile_notice
     from numlstm.cells import lstm
 
-    return "" if _compile_notice.is_compiled(lstm, dtype) else _compile_notice.message("LSTM", dtype)
+    return not _compile_notice.is_compiled(lstm, dtype)
 
 
 def demo(args):
@@ -83,7 +83,7 @@ def demo(args):
           f"{WINDOW}-year windows")
     print(f"  train    {len(X_train)} windows with a target year up to {LAST_TRAIN_YEAR}")
     print(f"  test     {len(X_test)} years, {years[0]}-{years[-1]}")
-    compiling = bool(_compile_note(X_train.dtype))  # the layer says so on stderr as it starts
+    compiling = _will_compile(X_train.dtype)  # the layer says so on stderr as it starts
     model = LSTMRegressor(**{**SETTINGS, "max_iter": args.max_iter})
     start = time.perf_counter()
     model.fit(X_train, y_train)

@@ -720,7 +720,7 @@ class GRU(_RecurrentLayer):
     input_size : int
         Features per time step of the input.
     hidden_size : int
-        Units per layer and direction: the size of ``h`` (and ``c``).
+        Units per layer and direction: the size of ``h``.
     num_layers : int, default 1
         Stacked layers; each reads the outputs of the one below.
     bias : bool, default True
