@@ -38,9 +38,11 @@ from sklearn.utils import check_array
 __all__ = [
     "DEFAULT_DIMS",
     "MISSING",
+    "ChunkedSequences",
     "Sequences",
     "Targets",
     "Standardizer",
+    "check_chunked_sequences",
     "check_sequences",
     "check_targets",
     "check_tokens",
@@ -59,6 +61,9 @@ FLOAT_DTYPES = (np.float64, np.float32)
 
 MISSING = ("error", "mask", "ffill")
 """What a NaN inside a sequence may mean: see ``check_sequences`` and ``fill_missing``."""
+
+LAYOUTS = (None, "stf", "sft")
+"""Axis orders of a 3-D array X: (sample, time, feature) or sktime's (instance, channel, time)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,40 @@ class Sequences:
     def to_input_steps(self, values):
         """Per-step ``values`` (n_samples, n_timesteps, ...) moved from start-aligned to the input's steps."""
         return _shift(values, self.offsets, back=True)
+
+
+@dataclass(frozen=True)
+class ChunkedSequences(Sequences):
+    """Sequences of a Dask-backed DataArray, read one chunk of samples at a time.
+
+    ``check_chunked_sequences`` makes one after a streaming pass that checks
+    every chunk, finds the lengths and offsets and gathers the per-feature
+    moments for scaling; no more than one chunk is in memory at a time.
+
+    Attributes
+    ----------
+    values : dask.array.Array of shape (n_samples, n_timesteps, n_features)
+        The sequences as given (NaN padding, not start-aligned), chunked
+        along samples only.
+    bounds : ndarray of int
+        Start of each chunk of samples, then ``n_samples``.
+    moments : tuple of ndarray
+        Per-feature ``(weight, mean, sum of squared deviations)`` of the valid
+        steps, in float64, for ``Standardizer.from_moments``.
+    """
+
+    bounds: np.ndarray = None
+    moments: tuple = None
+
+    def load(self, k):
+        """Chunk ``k`` as in-memory, start-aligned ``Sequences``."""
+        start, stop = self.bounds[k], self.bounds[k + 1]
+        values = np.asarray(self.values[start:stop].compute())
+        offsets = self.offsets[start:stop]
+        steps = np.arange(values.shape[1])
+        inside = (steps >= offsets[:, None]) & (steps < (offsets + self.lengths[start:stop])[:, None])
+        values = np.ascontiguousarray(_shift(np.where(inside[:, :, None], values, 0), offsets), values.dtype)
+        return Sequences(values, self.lengths[start:stop], self.dims, self.coords, offsets, None, self.has_gaps)
 
 
 @dataclass(frozen=True)
@@ -269,7 +308,7 @@ def _check_single_series(X, input_name):
         )
 
 
-def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error"):
+def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error", layout=None):
     """Validate sequences and find where each starts and ends from its NaN padding.
 
     Parameters
@@ -288,6 +327,12 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
         What a NaN inside a sequence (between its first and last observed
         steps, or in some but not all features of a step) is: an error, or
         a gap that stays NaN in ``values`` for ``fill_missing``.
+    layout : {None, "stf", "sft"}, default=None
+        Axis order of a 3-D array X: ``"stf"`` is (sample, time, feature),
+        ``"sft"`` is sktime's (instance, channel, time). None reads
+        (sample, time, feature) and warns when the shape looks like sktime's
+        layout (far more features than steps). A DataArray's dims decide for
+        it, whatever ``layout`` says.
 
     Returns
     -------
@@ -335,15 +380,32 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
             f"{input_name} must be 2-D (sample, time) or 3-D (sample, time, feature); "
             f"got an array of shape {values.shape}"
         )
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "sft" and plain and n_columns is None:
+        values = np.ascontiguousarray(values.transpose(0, 2, 1))
     n_samples, n_timesteps, n_features = values.shape
-    if plain and n_columns is None and n_features >= 10 * max(n_timesteps, 1):
+    if layout is None and plain and n_columns is None and n_features >= 10 * max(n_timesteps, 1):
         warnings.warn(
             f"{input_name} has shape {values.shape}, read as (sample, time, feature): {n_timesteps} "
             f"step(s) of {n_features} features. If it is sktime's (instance, channel, time) layout, "
-            f"pass {input_name}.transpose(0, 2, 1); a DataArray with named dims (see dims) leaves no doubt",
+            f"pass layout='sft' (or {input_name}.transpose(0, 2, 1)); layout='stf' confirms this "
+            "reading, and a DataArray with named dims (see dims) leaves no doubt",
             UserWarning,
             stacklevel=3,
         )
+    values, lengths, offsets, has_gaps = _locate(values, input_name, missing, n_columns)
+    return Sequences(values, lengths, dims if from_xarray else None, coords, offsets, n_columns, has_gaps)
+
+
+def _locate(values, input_name, missing, n_columns, first_sample=0):
+    """Lengths, offsets and gaps of 3-D ``values``, checked; the values start-aligned, 0 past the ends.
+
+    Returns ``(values, lengths, offsets, has_gaps)``. ``first_sample``
+    numbers the samples in messages (the index of ``values[0]`` in the whole
+    X).
+    """
+    n_samples, n_timesteps, n_features = values.shape
     if n_timesteps == 0 or n_features == 0:
         raise ValueError(
             f"{input_name} has shape {values.shape}: sequences need at least one time step "
@@ -359,7 +421,7 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
         observed = ~nan.all(axis=2)
         if not observed.any(axis=1).all():
             i = int(np.argmin(observed.any(axis=1)))
-            raise ValueError(f"{input_name} contains a sequence that is all NaN (sample {i})")
+            raise ValueError(f"{input_name} contains a sequence that is all NaN (sample {first_sample + i})")
         # the columns of a plain 2-D X are fixed steps from each sequence's start (see pad for
         # end-aligned ones): a leading NaN there is a missing value, not padding
         offsets = np.zeros(n_samples, np.int64) if n_columns is not None else observed.argmax(axis=1)
@@ -374,14 +436,106 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
                          "start (for end-aligned sequences pass a 3-D X, a list or a DataArray)"
                          if n_columns is not None else "the start or the end of a sequence")
                 raise ValueError(
-                    f"{input_name} contains NaN inside a sequence (sample {i}, step {t}). NaN may pad "
-                    f"{where}, in every feature of a step; for gaps in the data, set missing='mask' or "
-                    "missing='ffill'"
+                    f"{input_name} contains NaN inside a sequence (sample {first_sample + i}, step {t}). "
+                    f"NaN may pad {where}, in every feature of a step; for gaps in the data, set "
+                    "missing='mask' or missing='ffill'"
                 )
             has_gaps = True
         values = _shift(np.where(inside[:, :, None], values, 0), offsets).astype(values.dtype, copy=False)
-    values = np.ascontiguousarray(values)
-    return Sequences(values, lengths, dims if from_xarray else None, coords, offsets, n_columns, has_gaps)
+    return np.ascontiguousarray(values), lengths, offsets, has_gaps
+
+
+def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error",
+                            sample_weight=None):
+    """Validate a Dask-backed DataArray of sequences in one streaming pass over its sample chunks.
+
+    Each chunk is computed, checked as ``check_sequences`` checks an
+    in-memory X, and dropped; what stays is one length and one offset per
+    sequence and the per-feature moments that scaling needs.
+
+    Parameters
+    ----------
+    X : xarray.DataArray
+        Dask-backed, with the sample and time dims and maybe the feature dim.
+        Chunks along time or features are merged: a sequence needs all its
+        steps and features at once.
+    dims, dtype, input_name, missing
+        As for ``check_sequences``.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Weights of the sequences in the moments.
+
+    Returns
+    -------
+    ChunkedSequences
+    """
+    dims = _check_dims(dims)
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    sample, time, feature = dims
+    if set(X.dims) == {sample, time}:
+        X = X.expand_dims(feature, axis=-1)
+    elif set(X.dims) != {sample, time, feature}:
+        raise ValueError(
+            f"{input_name} has dims {X.dims}; expected ({sample!r}, {time!r}, {feature!r}) or "
+            f"({sample!r}, {time!r}) in any order. Pass dims=(sample, time, feature) to name yours."
+        )
+    X = X.transpose(sample, time, feature)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{input_name} must hold numbers, got dtype {X.dtype}")
+    dtypes = dtype if isinstance(dtype, tuple) else (dtype,)
+    target = X.dtype if X.dtype in dtypes else np.dtype(dtypes[0])
+    values = X.data.astype(target).rechunk({1: -1, 2: -1})
+    if 0 in values.shape:
+        raise ValueError(f"{input_name} has shape {values.shape}: it needs sequences, steps and features")
+    coords = {d: np.asarray(X[d].values) for d in (sample, time, feature) if d in X.coords}
+    bounds = np.concatenate([[0], np.cumsum(values.chunks[0])])
+    lengths, offsets, has_gaps = [], [], False
+    moments = _Moments(values.shape[2])
+    for k in range(len(bounds) - 1):
+        start, stop = bounds[k], bounds[k + 1]
+        part, part_lengths, part_offsets, gaps = _locate(np.asarray(values[start:stop].compute()), input_name,
+                                                         missing, None, first_sample=start)
+        mask = np.arange(part.shape[1]) < part_lengths[:, None]
+        weights = None if sample_weight is None else np.repeat(sample_weight[start:stop], part_lengths)
+        moments.add(part[mask], weights)
+        lengths.append(part_lengths)
+        offsets.append(part_offsets)
+        has_gaps |= gaps
+    return ChunkedSequences(values, np.concatenate(lengths), dims, coords, np.concatenate(offsets), None, has_gaps,
+                            bounds, moments.result())
+
+
+class _Moments:
+    """Per-feature weighted count, mean and sum of squared deviations, merged chunk by chunk.
+
+    Chan, Golub and LeVeque (1979): merging two sets of weights ``w_a, w_b``,
+    means ``m_a, m_b`` and sums ``s_a, s_b`` gives weight ``w = w_a + w_b``,
+    mean ``m_a + (m_b - m_a) w_b / w`` and sum
+    ``s_a + s_b + (m_b - m_a)^2 w_a w_b / w``. NaN (gaps) are left out.
+    """
+
+    def __init__(self, n_features):
+        self.weight = np.zeros(n_features)
+        self.mean = np.zeros(n_features)
+        self.squares = np.zeros(n_features)
+
+    def add(self, rows, weights=None):
+        nan = np.isnan(rows)
+        w = (np.ones(len(rows)) if weights is None else weights)[:, None] * ~nan
+        values = np.where(nan, 0, rows).astype(np.float64)
+        weight = w.sum(axis=0)
+        safe = np.where(weight > 0, weight, 1)
+        mean = (w * values).sum(axis=0) / safe
+        squares = (w * (values - mean) ** 2).sum(axis=0)
+        total = self.weight + weight
+        share = np.divide(weight, total, out=np.zeros_like(total), where=total > 0)
+        delta = mean - self.mean
+        self.squares += squares + delta ** 2 * self.weight * share
+        self.mean += delta * share
+        self.weight = total
+
+    def result(self):
+        return self.weight, self.mean, self.squares
 
 
 def check_tokens(X, *, padding_token=-1, dims=DEFAULT_DIMS, input_name="X"):
@@ -685,8 +839,20 @@ class Standardizer:
             mean = (w * values).sum(axis=0) / total
             scale = np.sqrt((w * (values - mean) ** 2).sum(axis=0) / total)
             mean, scale = mean.astype(rows.dtype), scale.astype(rows.dtype)
-        tiny = 10 * np.finfo(rows.dtype).eps * np.maximum(1, np.abs(mean))
-        return cls(mean, np.where(scale > tiny, scale, 1).astype(rows.dtype))
+        return cls._finished(mean, scale)
+
+    @classmethod
+    def from_moments(cls, moments, dtype):
+        """From per-feature ``(weight, mean, sum of squared deviations)`` (see ``ChunkedSequences``)."""
+        weight, mean, squares = moments
+        scale = np.sqrt(squares / np.where(weight > 0, weight, 1))
+        return cls._finished(mean.astype(dtype), scale.astype(dtype))
+
+    @classmethod
+    def _finished(cls, mean, scale):
+        """Scale 1 in place of a scale too close to 0 for its dtype."""
+        tiny = 10 * np.finfo(mean.dtype).eps * np.maximum(1, np.abs(mean))
+        return cls(mean, np.where(scale > tiny, scale, 1).astype(mean.dtype))
 
     @classmethod
     def restored(cls, mean, scale, size):

@@ -31,7 +31,9 @@ from numlstm.data import (
     _check_dims,
     DEFAULT_DIMS,
     FLOAT_DTYPES,
+    ChunkedSequences,
     Standardizer,
+    check_chunked_sequences,
     check_sequences,
     check_targets,
     check_tokens,
@@ -42,7 +44,15 @@ from numlstm.data import (
 )
 from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
 from numlstm.optim import SGD, Adam
-from numlstm.training import MIN_VALIDATION_SEQUENCES, TrainingData, jsonable, train, validation_split
+from numlstm.training import (
+    MIN_VALIDATION_SEQUENCES,
+    ChunkedInputs,
+    TrainingData,
+    batch_gradients,
+    jsonable,
+    train,
+    validation_split,
+)
 
 __all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
 
@@ -170,6 +180,11 @@ _PARAMETERS_DOC = """
         learned in ``fit`` (over valid steps only) and applied in ``predict``.
     dims : tuple of str, default=("sample", "time", "feature")
         Names of the sample, time and feature dims of DataArray inputs.
+    layout : {None, "stf", "sft"}, default=None
+        Axis order of 3-D array inputs: ``"stf"`` (sample, time, feature) or
+        ``"sft"``, sktime's (instance, channel, time). None reads
+        (sample, time, feature) and warns when X looks like sktime's layout
+        (far more features than steps). DataArrays go by ``dims``.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the shuffling, dropout and the validation split.
         An int gives bit-identical results from run to run.
@@ -268,6 +283,7 @@ class _SequenceEstimator(BaseEstimator):
         "missing": [StrOptions(set(MISSING))],
         "standardize": ["boolean"],
         "dims": [tuple],
+        "layout": [StrOptions({"stf", "sft"}), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -326,6 +342,7 @@ class _SequenceEstimator(BaseEstimator):
         missing="error",
         standardize=True,
         dims=DEFAULT_DIMS,
+        layout=None,
         random_state=None,
         verbose=False,
         warm_start=False,
@@ -361,6 +378,7 @@ class _SequenceEstimator(BaseEstimator):
         self.missing = missing
         self.standardize = standardize
         self.dims = dims
+        self.layout = layout
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
@@ -415,12 +433,25 @@ class _SequenceEstimator(BaseEstimator):
         names = seqs.coords.get(self.dims[2])
         return names if names is not None and names.dtype.kind in "UO" else None
 
-    def _check_X(self, X, *, reset):
-        """Validate X; unless ``reset`` (a new fit, which records them later), check its features."""
-        if self.embedding_dim is not None if reset else hasattr(self, "vocabulary_"):
-            return check_tokens(X, padding_token=self.padding_token, dims=self.dims)
+    def _check_X(self, X, *, reset, sample_weight=None):
+        """Validate X; unless ``reset`` (a new fit, which records them later), check its features.
+
+        A Dask-backed X is read chunk by chunk (``ChunkedSequences``), with
+        ``sample_weight`` weighing the scaling moments.
+        """
+        tokens = self.embedding_dim is not None if reset else hasattr(self, "vocabulary_")
         dtype = FLOAT_DTYPES if reset else self.network_.config["dtype"]
-        seqs = check_sequences(X, dims=self.dims, dtype=dtype, missing=self.missing if reset else self._missing)
+        missing = self.missing if reset else self._missing
+        if is_lazy(X):
+            if tokens:
+                raise ValueError(f"{type(self).__name__} with tokens (embedding_dim) takes an in-memory X in fit "
+                                 "and score; call X.compute() first")
+            seqs = check_chunked_sequences(X, dims=self.dims, dtype=dtype, missing=missing,
+                                           sample_weight=sample_weight)
+        elif tokens:
+            return check_tokens(X, padding_token=self.padding_token, dims=self.dims)
+        else:
+            seqs = check_sequences(X, dims=self.dims, dtype=dtype, missing=missing, layout=self.layout)
         if reset:
             return seqs
         name, step_features = type(self).__name__, self._step_features()
@@ -488,7 +519,12 @@ class _SequenceEstimator(BaseEstimator):
         else:
             if hasattr(self, "vocabulary_"):
                 del self.vocabulary_
-            self._x_scaler = Standardizer.fit(seqs.values[seqs.mask], step_weights) if self.standardize else None
+            if not self.standardize:
+                self._x_scaler = None
+            elif isinstance(seqs, ChunkedSequences):
+                self._x_scaler = Standardizer.from_moments(seqs.moments, seqs.values.dtype)
+            else:
+                self._x_scaler = Standardizer.fit(seqs.values[seqs.mask], step_weights)
             config.update(input_size=seqs.values.shape[2] * (2 if self.missing == "mask" else 1),
                           dtype=seqs.values.dtype.name)
         config.update(
@@ -522,7 +558,7 @@ class _SequenceEstimator(BaseEstimator):
 
     # ---- training -----------------------------------------------------------------------
 
-    def _fit(self, X, y, *, partial, classes=None, sample_weight=None):
+    def _fit(self, X, y, *, partial, classes=None, sample_weight=None, gradients=batch_gradients):
         self._check_params()
         device = self._resolve_device()  # before any data is touched or any training runs
         continuing = hasattr(self, "network_") and (partial or self.warm_start)
@@ -535,9 +571,11 @@ class _SequenceEstimator(BaseEstimator):
             raise ValueError(f"cannot continue training after changing missing from {self._missing!r} to "
                              f"{self.missing!r}; set warm_start=False to start afresh")
         # Validation computes into locals; fitted state changes only once all of it passed.
-        seqs = self._check_X(X, reset=not continuing)
+        if is_lazy(X) and self.dims[0] in X.dims:
+            sample_weight = _checked_sample_weight(sample_weight, X.sizes[self.dims[0]])
+        seqs = self._check_X(X, reset=not continuing, sample_weight=sample_weight)
         targets = self._check_targets(y, seqs, reset=not continuing)
-        sample_weight = _checked_sample_weight(sample_weight, seqs)
+        sample_weight = _checked_sample_weight(sample_weight, len(seqs.lengths))
         encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes,
                                                sample_weight=sample_weight)
         class_weights = self._class_weights(encoded, targets, fitted, partial=partial)
@@ -553,9 +591,10 @@ class _SequenceEstimator(BaseEstimator):
                                                    type(self).__name__, sample_weight)
                 if val is None:  # too few to validate on: the training loss decides
                     self.validation_scores_ = self.best_validation_score_ = None
-            data = TrainingData(self._scaled(seqs), seqs.lengths, encoded, targets.values, train_rows, val,
+            inputs = ChunkedInputs(seqs, self._scaled) if isinstance(seqs, ChunkedSequences) else self._scaled(seqs)
+            data = TrainingData(inputs, seqs.lengths, encoded, targets.values, train_rows, val,
                                 targets.observed, sample_weight, class_weights)
-            train(self, data, partial=partial)
+            train(self, data, partial=partial, gradients=gradients)
         except BaseException:  # a failed or interrupted call leaves the estimator as it was
             restore()
             raise
@@ -612,6 +651,8 @@ class _SequenceEstimator(BaseEstimator):
         """Validated X and the network's outputs: one row per sequence, or per valid step."""
         check_is_fitted(self)
         seqs = self._check_X(X, reset=False)
+        if isinstance(seqs, ChunkedSequences):
+            return seqs, ChunkedInputs(seqs, self._scaled).predict(self.network_, np.arange(len(seqs.lengths)))
         return seqs, self.network_.predict(self._scaled(seqs), seqs.lengths)
 
     def _output(self, rows, seqs, output_dim, output_coord=None, quantiles=None):
@@ -656,7 +697,8 @@ class _SequenceEstimator(BaseEstimator):
         seqs, outputs = self._forward(X)
         targets = self._check_targets(y, seqs, reset=False)
         data = TrainingData(seqs.values, seqs.lengths, None, targets.values, np.arange(len(seqs.lengths)),
-                            observed=targets.observed, sample_weight=_checked_sample_weight(sample_weight, seqs))
+                            observed=targets.observed,
+                            sample_weight=_checked_sample_weight(sample_weight, len(seqs.lengths)))
         return self._score(outputs, *data.rows(targets.values, data.train, self.network_.per_step))
 
     def _score(self, outputs, rows, weights):
@@ -1360,12 +1402,12 @@ ESTIMATORS = {cls.__name__: cls for cls in (LSTMRegressor, LSTMClassifier)}
 """The estimator classes ``numlstm.io.load`` may rebuild, by name."""
 
 
-def _checked_sample_weight(sample_weight, seqs):
+def _checked_sample_weight(sample_weight, n_samples):
     """``sample_weight`` as float64 ``(n_samples,)``, non-negative with a positive sum, or None."""
     if sample_weight is None:
         return None
     try:
-        weights = _check_sample_weight(sample_weight, seqs.values[:, 0, 0], dtype=np.float64,
+        weights = _check_sample_weight(sample_weight, np.empty(n_samples), dtype=np.float64,
                                        ensure_non_negative=True)
     except ValueError as exc:
         raise ValueError(f"sample_weight: {exc}") from None

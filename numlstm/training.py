@@ -64,8 +64,8 @@ from sklearn.model_selection import train_test_split
 from numlstm import io
 from numlstm.optim import clip_grad_norm
 
-__all__ = ["DIVERGENCE_FACTOR", "MIN_VALIDATION_SEQUENCES", "TrainingData", "train", "validation_split",
-           "target_rows", "jsonable"]
+__all__ = ["DIVERGENCE_FACTOR", "MIN_VALIDATION_SEQUENCES", "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients",
+           "validation_split", "target_rows", "jsonable"]
 
 DIVERGENCE_FACTOR = 1e4
 """How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
@@ -80,14 +80,55 @@ _PROGRESS = ("n_iter_", "loss_curve_", "best_loss_", "validation_scores_", "best
 _TRAINING = "training/"  # prefix of the checkpoint arrays that are not part of the model
 
 
+class ChunkedInputs:
+    """The network's inputs from sequences read one chunk of samples at a time.
+
+    Parameters
+    ----------
+    seqs : numlstm.data.ChunkedSequences
+    scaled : callable
+        Maps in-memory ``Sequences`` to the network's input array (the
+        estimator's scaling and gap filling).
+    """
+
+    def __init__(self, seqs, scaled):
+        self.seqs, self.scaled = seqs, scaled
+        self.bounds = seqs.bounds
+
+    def chunk(self, k):
+        """The inputs of the samples ``bounds[k]:bounds[k + 1]``."""
+        return self.scaled(self.seqs.load(k))
+
+    def chunk_of(self, indices):
+        """The chunk each sample index lies in."""
+        return np.searchsorted(self.bounds, indices, side="right") - 1
+
+    def predict(self, net, indices):
+        """``net.predict`` on the samples ``indices`` (in increasing order), one chunk at a time."""
+        chunks, lengths = self.chunk_of(indices), self.seqs.lengths
+        outputs = []
+        for k in np.unique(chunks):
+            rows = indices[chunks == k]
+            outputs.append(net.predict(self.chunk(k)[rows - self.bounds[k]], lengths[rows]))
+        return np.concatenate(outputs)
+
+    def token(self):
+        """A digest of the sequences (Dask's name for them) and their scaling, for checkpoints."""
+        from dask.base import tokenize
+
+        probe = self.scaled(self.seqs.load(0))
+        return tokenize(self.seqs.values, probe)
+
+
 @dataclass
 class TrainingData:
     """Everything a fit trains on.
 
     Attributes
     ----------
-    x : ndarray of shape (n_samples, n_timesteps, n_features)
-        Scaled sequences, zero past each length.
+    x : ndarray of shape (n_samples, n_timesteps, n_features) or ChunkedInputs
+        Scaled sequences, zero past each length; or such sequences read one
+        chunk at a time from a Dask-backed X.
     lengths : ndarray of shape (n_samples,)
     encoded : ndarray
         Targets as trained on (scaled values or class indices).
@@ -115,6 +156,52 @@ class TrainingData:
     observed: np.ndarray = None
     sample_weight: np.ndarray = None
     class_weights: np.ndarray = None
+
+    def batches(self, rng, batch_size):
+        """Mini-batches ``(indices, x)`` of the training sequences, in an order drawn from ``rng``.
+
+        In-memory sequences are shuffled all together. Chunked ones are
+        shuffled chunk by chunk: the chunks in random order, the sequences of
+        each chunk in random order, so that one chunk (and the rest of a
+        mini-batch) is in memory at a time; a mini-batch may span two chunks.
+        """
+        if not isinstance(self.x, ChunkedInputs):
+            order = rng.permutation(self.train)
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                yield batch, self.x[batch, : self.lengths[batch].max()]
+            return
+        chunks = self.x.chunk_of(self.train)
+        held, held_x = np.empty(0, np.intp), None
+        for k in rng.permutation(len(self.x.bounds) - 1):
+            rows = rng.permutation(self.train[chunks == k])
+            if not len(rows):
+                continue
+            x = self.x.chunk(k)[rows - self.x.bounds[k]]
+            if held_x is not None:
+                rows, x = np.concatenate([held, rows]), np.concatenate([held_x, x])
+            n_full = len(rows) // batch_size * batch_size
+            for start in range(0, n_full, batch_size):
+                batch = rows[start : start + batch_size]
+                yield batch, x[start : start + batch_size, : self.lengths[batch].max()]
+            held, held_x = rows[n_full:], x[n_full:]
+        if len(held):
+            yield held, held_x[:, : self.lengths[held].max()]
+
+    def predict(self, net, indices):
+        """``net``'s outputs for the sequences ``indices``, and those indices in the outputs' order."""
+        if isinstance(self.x, ChunkedInputs):
+            indices = np.sort(indices)
+            return self.x.predict(net, indices), indices
+        return net.predict(self.x[indices], self.lengths[indices]), indices
+
+    def targets(self, batch, per_step):
+        """Encoded target rows of the sequences ``batch`` and their training weights (None: all alike)."""
+        rows, weights = self.rows(self.encoded, batch, per_step)
+        if self.class_weights is not None:
+            by_class = self.class_weights[rows]
+            weights = by_class if weights is None else weights * by_class
+        return rows, weights
 
     def rows(self, values, indices, per_step):
         """Target rows of the sequences ``indices`` and their weights (None when all count alike).
@@ -185,7 +272,41 @@ def validation_split(indices, fraction, rng, stratify, name, sample_weight=None)
     return train, val
 
 
-def train(est, data, *, partial):
+def batch_gradients(est, data, batch, x):
+    """Loss, weight and parameter gradients of one mini-batch, on this process.
+
+    Parameters
+    ----------
+    est : numlstm.estimators._SequenceEstimator
+    data : TrainingData
+    batch : ndarray of int
+        The mini-batch's sequences.
+    x : ndarray of shape (len(batch), n_timesteps, n_features)
+        Their inputs.
+
+    Returns
+    -------
+    loss : float
+        The weighted mean loss over the batch's target rows.
+    weight : float
+        The rows' total weight (their count when all weigh alike).
+    grads : list or dict of ndarray
+        Gradients of ``loss``, as ``est.network_.backward`` gives them.
+    """
+    rows, weights = data.targets(batch, est.network_.per_step)
+    return shard_gradients(est, x, data.lengths[batch], rows, weights)
+
+
+def shard_gradients(est, x, lengths, rows, weights):
+    """``batch_gradients`` of sequences ``x`` with their ``lengths``, target ``rows`` and row ``weights``."""
+    net = est.network_
+    outputs, cache = net.forward(x, lengths)
+    loss, grad = est._loss(outputs, rows, weights)
+    weight = len(outputs) if weights is None else float(weights.sum())
+    return loss, weight, net.backward(grad, cache)
+
+
+def train(est, data, *, partial, gradients=batch_gradients):
     """Run one ``fit`` (``partial=False``) or ``partial_fit`` call's epochs on ``est``.
 
     Parameters
@@ -194,6 +315,10 @@ def train(est, data, *, partial):
         With its network, optimizer and generator set up for the call.
     data : TrainingData
     partial : bool
+    gradients : callable, default=batch_gradients
+        ``gradients(est, data, batch, x)`` gives a mini-batch's loss, weight
+        and gradients, as ``batch_gradients`` does (``numlstm.distributed``
+        spreads it over workers).
 
     Raises
     ------
@@ -201,14 +326,14 @@ def train(est, data, *, partial):
         If training diverged before any epoch of the call finished. The
         caller restores the estimator.
     """
-    _Loop(est, data, partial).run()
+    _Loop(est, data, partial, gradients).run()
 
 
 class _Loop:
     """The state of one call's training: what a checkpoint saves beside the estimator's."""
 
-    def __init__(self, est, data, partial):
-        self.est, self.data, self.partial = est, data, partial
+    def __init__(self, est, data, partial, gradients):
+        self.est, self.data, self.partial, self.gradients = est, data, partial, gradients
         self.epochs = 0  # epochs finished in this call
         self.no_improvement = 0
         self.converged = False
@@ -288,8 +413,8 @@ class _Loop:
         if data.val is None:
             improved, new_best = loss < est.best_loss_ - est.tol, loss < est.best_loss_
         else:
-            outputs = est.network_.predict(data.x[data.val], data.lengths[data.val])
-            score = est._score(outputs, *data.rows(data.raw, data.val, est.network_.per_step))
+            outputs, indices = data.predict(est.network_, data.val)
+            score = est._score(outputs, *data.rows(data.raw, indices, est.network_.per_step))
             est.validation_scores_.append(score)
             improved = score > est.best_validation_score_ + est.tol
             new_best = score > est.best_validation_score_
@@ -311,24 +436,14 @@ class _Loop:
     def _run_batches(self):
         """One pass over the training sequences in seeded random order; returns the mean loss per target row."""
         est, data = self.est, self.data
-        order = est._rng.permutation(data.train)
         net, total, count = est.network_, 0.0, 0
         net.layer.train()
         try:
-            for batch_number, start in enumerate(range(0, len(order), est.batch_size), 1):
-                batch = order[start : start + est.batch_size]
-                lengths = data.lengths[batch]
-                outputs, cache = net.forward(data.x[batch, : lengths.max()], lengths)
-                rows, weights = data.rows(data.encoded, batch, net.per_step)
-                if data.class_weights is not None:
-                    by_class = data.class_weights[rows]
-                    weights = by_class if weights is None else weights * by_class
-                loss, grad = est._loss(outputs, rows, weights)
+            for batch_number, (batch, x) in enumerate(data.batches(est._rng, est.batch_size), 1):
+                loss, weight, grads = self.gradients(est, data, batch, x)
                 self._check_loss(loss, batch_number)
-                grads = net.backward(grad, cache)
                 clip_grad_norm(grads, est.clip_norm)
                 est._optimizer.update_params(net.parameters(), grads)
-                weight = len(outputs) if weights is None else float(weights.sum())
                 total += loss * weight
                 count += weight
         finally:
@@ -534,7 +649,9 @@ def _fingerprint(est, data):
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
     digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_],
                              default=repr).encode())
-    arrays = [data.x, data.lengths, data.encoded]
+    if isinstance(data.x, ChunkedInputs):
+        digest.update(data.x.token().encode())
+    arrays = [data.lengths, data.encoded] if isinstance(data.x, ChunkedInputs) else [data.x, data.lengths, data.encoded]
     arrays += [a for a in (data.observed, data.sample_weight, data.class_weights) if a is not None]
     if est.n_iter_:  # a warm start: the weights it starts from
         arrays += list(est.network_.state_dict().values())
