@@ -33,6 +33,8 @@ import numpy as np
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 CACHE = os.environ.get("NUMLSTM_DISABLE_CACHE", "0") not in ("1", "true", "True")
 SUPPORTED_DTYPES = (np.float32, np.float64)
+MAX_MODEL_BYTES = 2 * 1024**3
+"""The cap on a network's weights, in bytes: at construction and when a model file is read (``numlstm.io``)."""
 
 JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model": "numpy"}
 # For sums whose order must not depend on the thread split (see numlstm.cells.gemm.matmul_nt):

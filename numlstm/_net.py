@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from numlstm import _backend
-from numlstm.io import MAX_MODEL_BYTES
+from numlstm._config import MAX_MODEL_BYTES
 from numlstm.layers import GRU, LSTM, RNN, no_grad
 
 __all__ = ["SequenceNet", "loadable_config", "check_size"]

@@ -25,7 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from numlstm import _backend, io
-from numlstm._net import SequenceNet, check_size, loadable_config
+from numlstm._net import SequenceNet
 from numlstm.data import (
     MISSING,
     _check_dims,
@@ -49,12 +49,11 @@ from numlstm.training import (
     ChunkedInputs,
     TrainingData,
     batch_gradients,
-    jsonable,
     train,
     validation_split,
 )
 
-__all__ = ["LSTMRegressor", "LSTMClassifier", "ESTIMATORS"]
+__all__ = ["LSTMRegressor", "LSTMClassifier"]
 
 def _lazy_for_dask(method):
     """Let a prediction method take a Dask-backed DataArray X and answer lazily, chunk by chunk.
@@ -308,7 +307,6 @@ class _SequenceEstimator(BaseEstimator):
         "_fit_columns",
         "vocabulary_",
     )
-    _EXTRA_ATTRIBUTE_KINDS = {}  # the subclasses' own saved attributes, as in _ATTRIBUTE_KINDS
 
     def __init__(
         self,
@@ -730,14 +728,14 @@ class _SequenceEstimator(BaseEstimator):
         check_is_fitted(self)
         seqs = self._check_X(X, reset=False)
         states = self.network_.gate_states(self._scaled(seqs), seqs.lengths)
-        layer = self.network_.layer
+        config = self.network_.config
         sample, time, _ = self.dims
         out_dims = (sample, time, "layer", "direction", "unit")
         coords = {d: c for d, c in seqs.coords.items() if d in out_dims}
         coords.update(
-            layer=np.arange(layer.num_layers),
-            direction=["forward", "reverse"][: layer.num_directions],
-            unit=np.arange(layer.hidden_size),
+            layer=np.arange(config["num_layers"]),
+            direction=["forward", "reverse"][: 2 if config["bidirectional"] else 1],
+            unit=np.arange(config["hidden_size"]),
         )
         data = {name: (out_dims, seqs.to_input_steps(value.transpose(3, 2, 0, 1, 4))) for name, value in states.items()}
         return xr.Dataset(data, coords=coords, attrs={"cell": self.network_.config["cell"]})
@@ -761,107 +759,7 @@ class _SequenceEstimator(BaseEstimator):
             Written as given (no extension is added).
         """
         check_is_fitted(self)
-        io.write_model(path, *self._payload())
-
-    def _payload(self, weights=None, progress=None):
-        """The metadata and arrays ``save`` writes.
-
-        ``weights`` (a ``SequenceNet.state_dict``) and ``progress`` (a dict
-        of fitted attributes) stand in for the current ones: a checkpoint
-        saves the estimator as it was at its best epoch.
-        """
-        params = self.get_params()
-        params["dims"] = list(self.dims)
-        params["random_state"] = int(self.random_state) if isinstance(self.random_state, Integral) else None
-        params["checkpoint_path"] = None  # a file never says where training writes
-        if isinstance(self.class_weight, dict):  # as pairs: JSON keys would turn labels into strings
-            params["class_weight"] = {"pairs": [[label, weight] for label, weight in self.class_weight.items()]}
-        attrs, arrays = {}, {}
-        for name in self._SAVED:
-            if not hasattr(self, name):
-                continue
-            value = getattr(self, name) if progress is None else progress.get(name, getattr(self, name))
-            if isinstance(value, SequenceNet):
-                attrs[name] = {"kind": "net", "config": jsonable(value.config)}
-                state = value.state_dict() if weights is None else weights
-                arrays.update({f"{name}/{k}": v for k, v in state.items()})
-            elif isinstance(value, Standardizer):
-                attrs[name] = {"kind": "standardizer"}
-                arrays[f"{name}/mean"], arrays[f"{name}/scale"] = value.mean, value.scale
-            elif isinstance(value, np.ndarray):
-                attrs[name] = {"kind": "array", "object": value.dtype == object}
-                arrays[name] = value
-            else:
-                attrs[name] = {"kind": "json", "value": jsonable(value)}
-        metadata = {"estimator": type(self).__name__, "params": jsonable(params), "attributes": attrs}
-        return metadata, arrays
-
-    @classmethod
-    def _from_saved(cls, metadata, arrays):
-        """Rebuild a fitted estimator from ``numlstm.io.read_model`` output.
-
-        Every value is checked against the schema (``_ATTRIBUTE_KINDS``)
-        before anything is built from it; ``checkpoint_path`` is never taken
-        from the file.
-        """
-        for key, kind in (("params", dict), ("attributes", dict)):
-            if not isinstance(metadata.get(key), kind):
-                raise ValueError(f"the model's {key!r} must be a mapping")
-        params = dict(metadata["params"])
-        if not isinstance(params.get("dims"), list):
-            raise ValueError("the saved dims must be a list")
-        params["dims"] = tuple(params["dims"])
-        params["checkpoint_path"] = None
-        weights = params.get("class_weight")
-        if isinstance(weights, dict):
-            pairs = weights.get("pairs")
-            if set(weights) != {"pairs"} or not isinstance(pairs, list) or not all(
-                    isinstance(p, list) and len(p) == 2 and isinstance(p[1], (int, float)) for p in pairs):
-                raise ValueError("the saved class_weight must be label-weight pairs")
-            params["class_weight"] = {label: weight for label, weight in pairs}
-        est = cls(**params)
-        est._check_params()
-        attributes = dict(metadata["attributes"])
-        if "_net" in attributes and "network_" not in attributes:  # saved before network_ was public
-            attributes["network_"] = attributes.pop("_net")
-            arrays = {("network_/" + k[len("_net/"):] if k.startswith("_net/") else k): v for k, v in arrays.items()}
-        kinds = dict(_ATTRIBUTE_KINDS, **cls._EXTRA_ATTRIBUTE_KINDS)
-        optional = {"feature_names_in_", "_missing", "_fit_columns", "_quantiles", "vocabulary_"}
-        for name in cls._SAVED:
-            if name not in optional and name not in attributes:
-                raise ValueError(f"the model lacks {name!r}")
-        for name, spec in attributes.items():
-            if name not in cls._SAVED:
-                raise ValueError(f"unexpected attribute {name!r}")
-            kind = spec.get("kind") if isinstance(spec, dict) else None
-            if kind not in kinds[name][0]:
-                raise ValueError(f"attribute {name!r} must be saved as one of {kinds[name][0]}, not {kind!r}")
-            if kind == "net":
-                prefix = f"{name}/"
-                state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-                config = _checked_net_config(spec.get("config"))
-                check_size(config, saved_count=sum(v.size for v in state.values()))
-                value = SequenceNet(loadable_config(config))
-                value.load_state_dict(state)
-            elif kind == "standardizer":
-                value = (arrays[f"{name}/mean"], arrays[f"{name}/scale"])  # checked once sizes are known
-            elif kind == "array":
-                if not isinstance(spec.get("object"), bool):
-                    raise ValueError(f"attribute {name!r} lacks its 'object' flag")
-                value = arrays[name].astype(object) if spec["object"] else arrays[name]
-            else:
-                value = spec.get("value")
-            if not kinds[name][1](value):
-                raise ValueError(f"attribute {name!r} has an invalid value {value!r}")
-            setattr(est, name, value)
-        if "_missing" not in attributes:  # written before missing values were accepted
-            est._missing, est._fit_columns = "error", False
-        if "n_outputs_" in cls._SAVED and "_quantiles" not in attributes:  # before quantile losses
-            est._quantiles = None
-        est._check_restored()
-        est._rng = check_random_state(est.random_state)
-        est.device_ = est.network_.device
-        return est
+        io.write_model(path, *io.estimator_payload(self))
 
     @classmethod
     def from_torch(cls, recurrent, head, *, per_step=False, classes=None, dims=DEFAULT_DIMS):
@@ -959,89 +857,7 @@ class _SequenceEstimator(BaseEstimator):
                 setattr(self, name, scaler)
 
 
-def _is_int(value, minimum=0):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_float_list(value):
-    return isinstance(value, list) and all(isinstance(v, float) for v in value)
-
-
-def _is_1d(value, kinds):
-    return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in kinds
-
-
-def _is_scaler(value):
-    return value is None or isinstance(value, tuple)  # the arrays are checked by _check_restored
-
-
-# The kinds each saved attribute may be saved as, and a check of its value. None is saved as JSON.
-_ATTRIBUTE_KINDS = {
-    "n_features_in_": (("json",), lambda v: _is_int(v, 1)),
-    "feature_names_in_": (("array",), lambda v: _is_1d(v, "OU") and all(isinstance(n, str) for n in v)),
-    "loss_curve_": (("json",), _is_float_list),
-    "validation_scores_": (("json",), lambda v: v is None or _is_float_list(v)),
-    "best_loss_": (("json",), lambda v: isinstance(v, float)),
-    "best_validation_score_": (("json",), lambda v: v is None or isinstance(v, float)),
-    "n_iter_": (("json",), _is_int),
-    "network_": (("net",), lambda v: True),  # checked by SequenceNet and load_state_dict
-    "_x_scaler": (("standardizer", "json"), _is_scaler),
-    "_output_dim": (("json",), lambda v: v is None or isinstance(v, str)),
-    "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
-    "_missing": (("json",), lambda v: v in MISSING),
-    "_fit_columns": (("json",), lambda v: isinstance(v, bool)),
-    "vocabulary_": (("array",), lambda v: _is_1d(v, "iu") and len(v) and np.array_equal(np.unique(v), v)),
-}
-
-
-_NET_CONFIG_TYPES = {
-    "cell": str,
-    "input_size": int,
-    "hidden_size": int,
-    "num_layers": int,
-    "bidirectional": bool,
-    "dropout": float,
-    "dtype": str,
-    "device": str,
-    "seed": int,
-    "n_outputs": int,
-    "per_step": bool,
-}
-
-# Saved only for cell="lstm".
-_LSTM_CONFIG_TYPES = {"peephole": bool, "coupled": bool, "forget_bias": float}
-
-
-def _checked_net_config(config):
-    """A saved network config, type-checked before anything is built from it."""
-    if not isinstance(config, dict):
-        raise ValueError("network config must be a mapping")
-    types = dict(_NET_CONFIG_TYPES)
-    if config.get("cell") == "lstm":
-        types.update(_LSTM_CONFIG_TYPES)
-    for key, kind in types.items():
-        if key not in config:
-            raise ValueError(f"network config lacks {key!r}")
-        value = config[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
-    if config["cell"] not in ("lstm", "gru", "rnn") or config["dtype"] not in ("float32", "float64"):
-        raise ValueError("network config names an unknown cell or dtype")
-    if config["device"] not in ("cpu", "cuda"):
-        raise ValueError(f"network config names an unknown device {config['device']!r}")
-    if config["n_outputs"] < 1 or not 0 <= config["seed"] < np.iinfo(np.int32).max:
-        raise ValueError("network config has an invalid output count or seed")
-    for key in ("input_size", "hidden_size", "num_layers"):
-        if config[key] < 1:
-            raise ValueError(f"network config {key!r} must be at least 1, got {config[key]}")
-    if not 0 <= config["dropout"] < 1:
-        raise ValueError(f"network config 'dropout' must be in [0, 1), got {config['dropout']}")
-    vocabulary = config.get("vocabulary_size")
-    if vocabulary is not None and not _is_int(vocabulary, 2):
-        raise ValueError(f"network config 'vocabulary_size' must be an int >= 2, got {vocabulary!r}")
-    return config
-
-
+@io.loadable
 class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     __doc__ = (
         """Recurrent-network regressor for sequences (sequence-to-one and sequence-to-sequence).
@@ -1083,12 +899,6 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     _multi_output = True
     score = _SequenceEstimator.score  # RegressorMixin.score knows no per-step targets
     _SAVED = _SequenceEstimator._SAVED + ("n_outputs_", "_y_scaler", "_quantiles")
-    _EXTRA_ATTRIBUTE_KINDS = {
-        "n_outputs_": (("json",), lambda v: _is_int(v, 1)),
-        "_y_scaler": (("standardizer", "json"), _is_scaler),
-        "_quantiles": (("json",), lambda v: v is None or (_is_float_list(v) and v and sorted(set(v)) == v
-                                                            and 0 < v[0] and v[-1] < 1)),
-    }
     _LOSSES = {"squared_error": squared_error, "absolute_error": absolute_error, "huber": huber,
                "quantile": pinball}
 
@@ -1213,6 +1023,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
         return self._output(self._decode(outputs), seqs, self._output_dim, self._output_coord, self._quantiles)
 
 
+@io.loadable
 class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     __doc__ = (
         """Recurrent-network classifier for sequences, or for each step of them (tagging).
@@ -1251,10 +1062,6 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
     score = _SequenceEstimator.score  # ClassifierMixin.score knows no per-step targets
     _SAVED = _SequenceEstimator._SAVED + ("classes_",)
     _LOSSES = {"log_loss": cross_entropy}
-    _EXTRA_ATTRIBUTE_KINDS = {
-        "classes_": (("array",), lambda v: _is_1d(v, "biufUO") and len(v) >= 2
-                     and np.array_equal(np.unique(v), v)),
-    }
 
     def _n_outputs(self):
         return len(self.classes_)
@@ -1398,8 +1205,6 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
         return self._output(self.classes_[outputs.argmax(axis=1)][:, None], seqs, None)
 
 
-ESTIMATORS = {cls.__name__: cls for cls in (LSTMRegressor, LSTMClassifier)}
-"""The estimator classes ``numlstm.io.load`` may rebuild, by name."""
 
 
 def _checked_sample_weight(sample_weight, n_samples):

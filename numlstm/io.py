@@ -1,5 +1,12 @@
 """Save and load fitted estimators in a safe, versioned file format.
 
+This module holds both the file format (``write_model``, ``read_model``) and
+the estimators' schema: what of a fitted estimator is saved and how each
+value is checked when read back (``estimator_payload``,
+``estimator_from_payload``, ``ATTRIBUTE_KINDS``). Estimator classes make
+themselves loadable with the ``loadable`` decorator; ``load`` rebuilds only
+those, by the name the file gives.
+
 File format
 -----------
 A model file is a NumPy ``.npz`` archive: an uncompressed (``ZIP_STORED``)
@@ -46,6 +53,7 @@ it is then safe to delete. Readers never look at it.
 """
 
 import errno
+import importlib
 import io
 import json
 import os
@@ -54,9 +62,15 @@ import stat
 import zipfile
 import zlib
 from contextlib import suppress
+from numbers import Integral
 
 import numpy as np
 from numpy.lib import format as npy_format
+from sklearn.utils import check_random_state
+
+from numlstm._config import MAX_MODEL_BYTES  # the default cap on a model file's arrays, in bytes
+from numlstm._net import SequenceNet, check_size, loadable_config
+from numlstm.data import MISSING, Standardizer
 
 __all__ = [
     "FORMAT_NAME",
@@ -70,8 +84,6 @@ __all__ = [
 
 FORMAT_NAME = "numlstm-model"
 FORMAT_VERSION = 2
-MAX_MODEL_BYTES = 2 * 1024**3
-"""Default cap on the total size of a model's arrays, in bytes, checked before reading them."""
 MAX_METADATA_BYTES = 16 * 1024**2
 """Cap on the size of the ``__metadata__`` member, in bytes."""
 
@@ -403,14 +415,226 @@ def load(path, *, max_bytes=MAX_MODEL_BYTES):
         If the file is not a regular file, or is truncated, corrupted, crafted,
         too large or of an unknown version.
     """
-    from numlstm.estimators import ESTIMATORS  # estimators import this module
-
+    importlib.import_module("numlstm.estimators")  # its classes register themselves (see loadable)
     metadata, arrays = read_model(path, max_bytes=max_bytes)
     name = metadata.get("estimator")
     cls = ESTIMATORS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"{path!s} holds an unknown estimator {name!r}")
     try:
-        return cls._from_saved(metadata, arrays)
+        return estimator_from_payload(cls, metadata, arrays)
     except _READ_ERRORS as exc:
         raise ValueError(f"{path!s} holds an invalid model ({type(exc).__name__}: {exc})") from exc
+
+
+# ---- the estimators' schema ------------------------------------------------------------------
+
+ESTIMATORS = {}
+"""The estimator classes ``load`` may rebuild, by name (see ``loadable``)."""
+
+
+def loadable(cls):
+    """Class decorator: let ``load`` rebuild estimators of class ``cls`` from files naming it."""
+    ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def estimator_payload(est, weights=None, progress=None):
+    """The metadata and arrays that ``est.save`` writes for the fitted estimator ``est``.
+
+    ``weights`` (a ``SequenceNet.state_dict``) and ``progress`` (a dict
+    of fitted attributes) stand in for the current ones: a checkpoint
+    saves the estimator as it was at its best epoch.
+    """
+    params = est.get_params()
+    params["dims"] = list(est.dims)
+    params["random_state"] = int(est.random_state) if isinstance(est.random_state, Integral) else None
+    params["checkpoint_path"] = None  # a file never says where training writes
+    if isinstance(est.class_weight, dict):  # as pairs: JSON keys would turn labels into strings
+        params["class_weight"] = {"pairs": [[label, weight] for label, weight in est.class_weight.items()]}
+    attrs, arrays = {}, {}
+    for name in est._SAVED:
+        if not hasattr(est, name):
+            continue
+        value = getattr(est, name) if progress is None else progress.get(name, getattr(est, name))
+        if isinstance(value, SequenceNet):
+            attrs[name] = {"kind": "net", "config": jsonable(value.config)}
+            state = value.state_dict() if weights is None else weights
+            arrays.update({f"{name}/{k}": v for k, v in state.items()})
+        elif isinstance(value, Standardizer):
+            attrs[name] = {"kind": "standardizer"}
+            arrays[f"{name}/mean"], arrays[f"{name}/scale"] = value.mean, value.scale
+        elif isinstance(value, np.ndarray):
+            attrs[name] = {"kind": "array", "object": value.dtype == object}
+            arrays[name] = value
+        else:
+            attrs[name] = {"kind": "json", "value": jsonable(value)}
+    metadata = {"estimator": type(est).__name__, "params": jsonable(params), "attributes": attrs}
+    return metadata, arrays
+
+def estimator_from_payload(cls, metadata, arrays):
+    """Rebuild a fitted estimator of class ``cls`` from ``read_model`` output.
+
+    Every value is checked against the schema (``ATTRIBUTE_KINDS``)
+    before anything is built from it; ``checkpoint_path`` is never taken
+    from the file. The estimator then cross-checks what it restored
+    (``_check_restored``).
+    """
+    for key, kind in (("params", dict), ("attributes", dict)):
+        if not isinstance(metadata.get(key), kind):
+            raise ValueError(f"the model's {key!r} must be a mapping")
+    params = dict(metadata["params"])
+    if not isinstance(params.get("dims"), list):
+        raise ValueError("the saved dims must be a list")
+    params["dims"] = tuple(params["dims"])
+    params["checkpoint_path"] = None
+    weights = params.get("class_weight")
+    if isinstance(weights, dict):
+        pairs = weights.get("pairs")
+        if set(weights) != {"pairs"} or not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[1], (int, float)) for p in pairs):
+            raise ValueError("the saved class_weight must be label-weight pairs")
+        params["class_weight"] = {label: weight for label, weight in pairs}
+    est = cls(**params)
+    est._check_params()
+    attributes = dict(metadata["attributes"])
+    if "_net" in attributes and "network_" not in attributes:  # saved before network_ was public
+        attributes["network_"] = attributes.pop("_net")
+        arrays = {("network_/" + k[len("_net/"):] if k.startswith("_net/") else k): v for k, v in arrays.items()}
+    optional = {"feature_names_in_", "_missing", "_fit_columns", "_quantiles", "vocabulary_"}
+    for name in cls._SAVED:
+        if name not in optional and name not in attributes:
+            raise ValueError(f"the model lacks {name!r}")
+    for name, spec in attributes.items():
+        if name not in cls._SAVED or name not in ATTRIBUTE_KINDS:
+            raise ValueError(f"unexpected attribute {name!r}")
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        if kind not in ATTRIBUTE_KINDS[name][0]:
+            raise ValueError(f"attribute {name!r} must be saved as one of {ATTRIBUTE_KINDS[name][0]}, not {kind!r}")
+        if kind == "net":
+            prefix = f"{name}/"
+            state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            config = checked_net_config(spec.get("config"))
+            check_size(config, saved_count=sum(v.size for v in state.values()))
+            value = SequenceNet(loadable_config(config))
+            value.load_state_dict(state)
+        elif kind == "standardizer":
+            value = (arrays[f"{name}/mean"], arrays[f"{name}/scale"])  # checked once sizes are known
+        elif kind == "array":
+            if not isinstance(spec.get("object"), bool):
+                raise ValueError(f"attribute {name!r} lacks its 'object' flag")
+            value = arrays[name].astype(object) if spec["object"] else arrays[name]
+        else:
+            value = spec.get("value")
+        if not ATTRIBUTE_KINDS[name][1](value):
+            raise ValueError(f"attribute {name!r} has an invalid value {value!r}")
+        setattr(est, name, value)
+    if "_missing" not in attributes:  # written before missing values were accepted
+        est._missing, est._fit_columns = "error", False
+    if "n_outputs_" in cls._SAVED and "_quantiles" not in attributes:  # before quantile losses
+        est._quantiles = None
+    est._check_restored()
+    est._rng = check_random_state(est.random_state)
+    est.device_ = est.network_.device
+    return est
+
+
+def _is_int(value, minimum=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_float_list(value):
+    return isinstance(value, list) and all(isinstance(v, float) for v in value)
+
+
+def _is_1d(value, kinds):
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in kinds
+
+
+def _is_scaler(value):
+    return value is None or isinstance(value, tuple)  # the arrays are checked by _check_restored
+
+
+ATTRIBUTE_KINDS = {
+    "n_features_in_": (("json",), lambda v: _is_int(v, 1)),
+    "feature_names_in_": (("array",), lambda v: _is_1d(v, "OU") and all(isinstance(n, str) for n in v)),
+    "loss_curve_": (("json",), _is_float_list),
+    "validation_scores_": (("json",), lambda v: v is None or _is_float_list(v)),
+    "best_loss_": (("json",), lambda v: isinstance(v, float)),
+    "best_validation_score_": (("json",), lambda v: v is None or isinstance(v, float)),
+    "n_iter_": (("json",), _is_int),
+    "network_": (("net",), lambda v: True),  # checked by SequenceNet and load_state_dict
+    "_x_scaler": (("standardizer", "json"), _is_scaler),
+    "_output_dim": (("json",), lambda v: v is None or isinstance(v, str)),
+    "_output_coord": (("array", "json"), lambda v: v is None or _is_1d(v, "biufUOM")),
+    "_missing": (("json",), lambda v: v in MISSING),
+    "_fit_columns": (("json",), lambda v: isinstance(v, bool)),
+    "vocabulary_": (("array",), lambda v: _is_1d(v, "iu") and len(v) and np.array_equal(np.unique(v), v)),
+    # LSTMRegressor
+    "n_outputs_": (("json",), lambda v: _is_int(v, 1)),
+    "_y_scaler": (("standardizer", "json"), _is_scaler),
+    "_quantiles": (("json",), lambda v: v is None or (_is_float_list(v) and v and sorted(set(v)) == v
+                                                        and 0 < v[0] and v[-1] < 1)),
+    # LSTMClassifier
+    "classes_": (("array",), lambda v: _is_1d(v, "biufUO") and len(v) >= 2 and np.array_equal(np.unique(v), v)),
+}
+"""The kinds each saved fitted attribute may be saved as, and a check of its value (None is saved as JSON)."""
+
+
+_NET_CONFIG_TYPES = {
+    "cell": str,
+    "input_size": int,
+    "hidden_size": int,
+    "num_layers": int,
+    "bidirectional": bool,
+    "dropout": float,
+    "dtype": str,
+    "device": str,
+    "seed": int,
+    "n_outputs": int,
+    "per_step": bool,
+}
+
+# Saved only for cell="lstm".
+_LSTM_CONFIG_TYPES = {"peephole": bool, "coupled": bool, "forget_bias": float}
+
+
+def checked_net_config(config):
+    """A saved network config, type-checked before anything is built from it."""
+    if not isinstance(config, dict):
+        raise ValueError("network config must be a mapping")
+    types = dict(_NET_CONFIG_TYPES)
+    if config.get("cell") == "lstm":
+        types.update(_LSTM_CONFIG_TYPES)
+    for key, kind in types.items():
+        if key not in config:
+            raise ValueError(f"network config lacks {key!r}")
+        value = config[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
+    if config["cell"] not in ("lstm", "gru", "rnn") or config["dtype"] not in ("float32", "float64"):
+        raise ValueError("network config names an unknown cell or dtype")
+    if config["device"] not in ("cpu", "cuda"):
+        raise ValueError(f"network config names an unknown device {config['device']!r}")
+    if config["n_outputs"] < 1 or not 0 <= config["seed"] < np.iinfo(np.int32).max:
+        raise ValueError("network config has an invalid output count or seed")
+    for key in ("input_size", "hidden_size", "num_layers"):
+        if config[key] < 1:
+            raise ValueError(f"network config {key!r} must be at least 1, got {config[key]}")
+    if not 0 <= config["dropout"] < 1:
+        raise ValueError(f"network config 'dropout' must be in [0, 1), got {config['dropout']}")
+    vocabulary = config.get("vocabulary_size")
+    if vocabulary is not None and not _is_int(vocabulary, 2):
+        raise ValueError(f"network config 'vocabulary_size' must be an int >= 2, got {vocabulary!r}")
+    return config
+
+
+def jsonable(value):
+    """``value`` with NumPy scalars (also inside lists, tuples and dicts) as Python ones."""
+    if isinstance(value, dict):
+        return {key: jsonable(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value

@@ -65,7 +65,7 @@ from numlstm import io
 from numlstm.optim import clip_grad_norm
 
 __all__ = ["DIVERGENCE_FACTOR", "MIN_VALIDATION_SEQUENCES", "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients",
-           "validation_split", "target_rows", "jsonable"]
+           "validation_split", "target_rows"]
 
 DIVERGENCE_FACTOR = 1e4
 """How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
@@ -488,7 +488,7 @@ class _Loop:
         """Write the estimator at its best epoch so far, and the training state, to ``self.path``."""
         est = self.est
         weights, progress = self.best if self.best is not None else (est.network_.state_dict(), _progress(est))
-        metadata, arrays = est._payload(weights=weights, progress=progress)
+        metadata, arrays = io.estimator_payload(est, weights=weights, progress=progress)
         scalars, buffers = est._optimizer.state_dict()
         rng = est._rng.get_state(legacy=False)
         metadata["training"] = {
@@ -498,7 +498,7 @@ class _Loop:
             "converged": self.converged,
             "has_best": self.best is not None,
             "first_loss": self.first_loss,
-            "progress": jsonable(_progress(est)),
+            "progress": io.jsonable(_progress(est)),
             "optimizer": scalars,
             "rng": {key: value for key, value in rng.items() if key != "state"} | {"pos": rng["state"]["pos"]},
             "dropout_rng": est.network_.generator_state(),
@@ -647,7 +647,7 @@ def _fingerprint(est, data):
     digest = hashlib.sha256()
     params = {k: v for k, v in est.get_params().items() if k not in _NOT_FINGERPRINTED}
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
-    digest.update(json.dumps([type(est).__name__, jsonable(params), est.n_iter_],
+    digest.update(json.dumps([type(est).__name__, io.jsonable(params), est.n_iter_],
                              default=repr).encode())
     if isinstance(data.x, ChunkedInputs):
         digest.update(data.x.token().encode())
@@ -679,14 +679,3 @@ def _progress_bar(verbose, total, desc, initial):
     except ImportError as exc:
         raise ImportError("verbose=True shows a tqdm progress bar: pip install tqdm") from exc
     return tqdm(total=total, desc=desc, unit="epoch", initial=initial)
-
-
-def jsonable(value):
-    """``value`` with NumPy scalars (also inside lists, tuples and dicts) as Python ones."""
-    if isinstance(value, dict):
-        return {key: jsonable(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    return value

@@ -188,3 +188,27 @@ def test_a_list_of_arrays_is_sequences_whatever_their_lengths():
     assert seqs.n_columns is None  # not a plain 2-D X
     with pytest.raises(ValueError, match="X is empty"):
         check_sequences([])
+
+
+def test_layout_says_how_to_read_a_3d_array():
+    sktime_like = np.random.default_rng(3).normal(size=(8, 2, 150))  # (instance, channel, time)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seqs = check_sequences(sktime_like, layout="sft")
+        assert seqs.values.shape == (8, 150, 2)
+        np.testing.assert_array_equal(seqs.values, sktime_like.transpose(0, 2, 1))
+        assert check_sequences(sktime_like, layout="stf").values.shape == (8, 2, 150)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        check_sequences(sktime_like, layout="tsf")
+
+
+def test_an_estimator_reads_sktime_layout_with_layout_sft():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 1, 40))  # (instance, channel, time)
+    y = X[:, 0, -3:].sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        est = LSTMRegressor(hidden_size=4, max_iter=2, random_state=0, layout="sft").fit(X, y)
+    assert est.n_features_in_ == 1
+    usual = LSTMRegressor(hidden_size=4, max_iter=2, random_state=0).fit(X.transpose(0, 2, 1), y)
+    np.testing.assert_array_equal(est.predict(X), usual.predict(X.transpose(0, 2, 1)))

@@ -466,12 +466,10 @@ def test_damaged_files_raise_value_error(model, tmp_path):
 
 @pytest.mark.parametrize("error", [RecursionError, MemoryError, OverflowError, TypeError, KeyError])
 def test_load_turns_errors_of_the_estimator_rebuild_into_value_error(model, monkeypatch, error):
-    from numlstm.estimators import LSTMRegressor
-
     def fail(cls, metadata, arrays):
         raise error("crafted")
 
-    monkeypatch.setattr(LSTMRegressor, "_from_saved", classmethod(fail))
+    monkeypatch.setattr(model_io, "estimator_from_payload", fail)
     with pytest.raises(ValueError, match=error.__name__):
         numlstm.load(model)
 
