@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from sklearn.exceptions import ConvergenceWarning
 
 from numlstm import LSTMClassifier, LSTMRegressor
 from numlstm.data import check_sequences, fill_missing, pad
@@ -208,6 +209,7 @@ def test_an_estimator_reads_sktime_layout_with_layout_sft():
     y = X[:, 0, -3:].sum(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         est = LSTMRegressor(hidden_size=4, max_iter=2, random_state=0, layout="sft").fit(X, y)
     assert est.n_features_in_ == 1
     usual = LSTMRegressor(hidden_size=4, max_iter=2, random_state=0).fit(X.transpose(0, 2, 1), y)
