@@ -45,6 +45,7 @@ from numlstm.data import (
 from numlstm.losses import absolute_error, cross_entropy, huber, log_softmax, pinball, softmax, squared_error
 from numlstm.optim import SGD, Adam
 from numlstm.training import (
+    DEFAULT_PATIENCE,
     MIN_VALIDATION_SEQUENCES,
     ChunkedInputs,
     TrainingData,
@@ -115,7 +116,7 @@ _PARAMETERS_DOC = """
         training.
     batch_size : int, default=32
         Sequences per mini-batch (fewer in the last batch of an epoch).
-    max_iter : int, default=100
+    max_iter : int, default=300
         Maximum number of epochs per call to ``fit``.
     loss : str or None, default=None
         The training loss. None is the task's usual one: the squared error
@@ -134,9 +135,10 @@ _PARAMETERS_DOC = """
         (n_classes * count)`` from the labels of ``fit``.
     optimizer : {"adam", "sgd"}, default="adam"
         ``numlstm.optim.Adam`` or ``numlstm.optim.SGD``.
-    learning_rate : float, default=1e-2
-        Step size. The default suits small networks on small data (see
-        ``docs/estimators.md``); lower it for large networks.
+    learning_rate : float, default=3e-3
+        Step size. With ``max_iter=300`` it was the best default on ten small
+        classification sets (see the defaults guide); lower it for large
+        networks.
     learning_rate_schedule : {"constant", "plateau"}, default="constant"
         "plateau" divides the step size by 5 each time the score that
         stopping watches (see ``n_iter_no_change``) has not improved for
@@ -157,13 +159,16 @@ _PARAMETERS_DOC = """
         improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the
         weights of the best epoch. If that would hold out fewer than
         ``numlstm.training.MIN_VALIDATION_SEQUENCES`` (%(min_val)d) sequences,
-        the training loss decides instead, with a warning. Not used by
+        it trains without a validation set, with a warning. Not used by
         ``partial_fit``.
     validation_fraction : float, default=0.1
         Share of the sequences held out for early stopping.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or None, default=None
         Epochs without improvement before stopping: of the validation score
-        with ``early_stopping``, else of the training loss.
+        with ``early_stopping``, else of the training loss. None stops after
+        %(patience)d epochs without a better validation score, and never on
+        the training loss: training runs ``max_iter`` epochs (on small data
+        the epoch loss is too noisy to stop on).
     tol : float, default=1e-4
         Smallest improvement that counts.
     missing : {"error", "mask", "ffill"}, default="error"
@@ -277,7 +282,7 @@ class _SequenceEstimator(BaseEstimator):
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "missing": [StrOptions(set(MISSING))],
         "standardize": ["boolean"],
@@ -322,12 +327,12 @@ class _SequenceEstimator(BaseEstimator):
         padding_token=-1,
         dropout=0.0,
         batch_size=32,
-        max_iter=100,
+        max_iter=300,
         loss=None,
         quantiles=None,
         class_weight=None,
         optimizer="adam",
-        learning_rate=1e-2,
+        learning_rate=3e-3,
         learning_rate_schedule="constant",
         momentum=0.9,
         nesterov=False,
@@ -335,7 +340,7 @@ class _SequenceEstimator(BaseEstimator):
         clip_norm=5.0,
         early_stopping=False,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=None,
         tol=1e-4,
         missing="error",
         standardize=True,
@@ -878,6 +883,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
             loss_note=" (mean squared error, in standardized target units when ``standardize``)",
             score_name="R²",
             min_val=MIN_VALIDATION_SEQUENCES,
+            patience=DEFAULT_PATIENCE,
         )
         + """    n_outputs_ : int
         Number of targets per sequence (or per step).
@@ -1040,7 +1046,7 @@ class LSTMClassifier(ClassifierMixin, _SequenceEstimator):
 """
         + _PARAMETERS_DOC
         % dict(target_note="", loss_note=" (cross-entropy)", score_name="accuracy",
-               min_val=MIN_VALIDATION_SEQUENCES)
+               min_val=MIN_VALIDATION_SEQUENCES, patience=DEFAULT_PATIENCE)
         + """    classes_ : ndarray of shape (n_classes,)
         The class labels.
 

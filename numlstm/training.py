@@ -1,11 +1,15 @@
 """The training loop behind the estimators' ``fit`` and ``partial_fit``.
 
 A call trains for up to ``max_iter`` epochs (one for ``partial_fit``) of
-shuffled mini-batches, and stops early when the score it watches (the
+shuffled mini-batches. It stops early when the score it watches (the
 validation score with ``early_stopping``, else the training loss) has not
-improved by ``tol`` for ``n_iter_no_change`` epochs. The loop works on the
-estimator's fitted attributes; the estimator owns the data, the network, the
-loss and the scores.
+improved by ``tol`` for ``patience(est, validating)`` epochs: ``n_iter_no_change``,
+or with ``n_iter_no_change=None`` (the default) ``DEFAULT_PATIENCE`` epochs
+of the validation score, and never on the training loss. On tens of
+sequences the epoch loss of a recurrent network is far from monotone, and a
+stop on it ends many fits at chance accuracy (see the defaults guide). The
+loop works on the estimator's fitted attributes; the estimator owns the
+data, the network, the loss and the scores.
 
 Validation
 ----------
@@ -13,7 +17,7 @@ With ``early_stopping``, ``validation_split`` holds out
 ``validation_fraction`` of the sequences, but never fewer than
 ``MIN_VALIDATION_SEQUENCES``: a score on a handful of sequences is noise, and
 stopping on it restores a model from the first epochs. Below that, the loop
-watches the training loss instead, with a warning. When the best validation
+trains without a validation set, with a warning. When the best validation
 epoch's training loss is more than twice the last epoch's, restoring it says
 so in a warning.
 
@@ -64,7 +68,7 @@ from sklearn.model_selection import train_test_split
 from numlstm import io
 from numlstm.optim import clip_grad_norm
 
-__all__ = ["DIVERGENCE_FACTOR", "MIN_VALIDATION_SEQUENCES", "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients",
+__all__ = ["DIVERGENCE_FACTOR", "DEFAULT_PATIENCE", "MIN_VALIDATION_SEQUENCES", "patience", "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients",
            "validation_split", "target_rows"]
 
 DIVERGENCE_FACTOR = 1e4
@@ -72,6 +76,9 @@ DIVERGENCE_FACTOR = 1e4
 
 MIN_VALIDATION_SEQUENCES = 10
 """The fewest held-out sequences early stopping validates on."""
+
+DEFAULT_PATIENCE = 10
+"""Epochs without a better validation score before early stopping stops, with ``n_iter_no_change=None``."""
 
 # Hyper-parameters that do not change what a fit computes epoch by epoch.
 _NOT_FINGERPRINTED = ("max_iter", "verbose", "warm_start", "checkpoint_path")
@@ -250,8 +257,8 @@ def validation_split(indices, fraction, rng, stratify, name, sample_weight=None)
     if n_val < MIN_VALIDATION_SEQUENCES:
         warnings.warn(
             f"{name}: early stopping would validate on {n_val} sequences (validation_fraction={fraction} "
-            f"of {len(indices)}), fewer than {MIN_VALIDATION_SEQUENCES}; it watches the training loss "
-            "instead. Raise validation_fraction or pass more sequences to validate",
+            f"of {len(indices)}), fewer than {MIN_VALIDATION_SEQUENCES}; it trains without a validation "
+            "set. Raise validation_fraction or pass more sequences to validate",
             UserWarning,
             stacklevel=4,
         )
@@ -304,6 +311,17 @@ def shard_gradients(est, x, lengths, rows, weights):
     loss, grad = est._loss(outputs, rows, weights)
     weight = len(outputs) if weights is None else float(weights.sum())
     return loss, weight, net.backward(grad, cache)
+
+
+def patience(est, validating):
+    """Epochs without improvement that stop training, or None: train for ``max_iter`` epochs.
+
+    ``est.n_iter_no_change`` if it is an int; for None, ``DEFAULT_PATIENCE``
+    when a validation score is watched (``validating``), else None.
+    """
+    if est.n_iter_no_change is not None:
+        return est.n_iter_no_change
+    return DEFAULT_PATIENCE if validating else None
 
 
 def train(est, data, *, partial, gradients=batch_gradients):
@@ -376,7 +394,8 @@ class _Loop:
                 bar.close()
         if val is not None and self.best is not None and not diverged:
             self._restore_best()
-        if not (self.partial or self.converged or interrupted or diverged):
+        planned = patience(est, val is not None) is None  # max_iter epochs, as asked
+        if not (self.partial or self.converged or interrupted or diverged or planned):
             warnings.warn(
                 f"{type(est).__name__}: maximum iterations ({n_epochs}) reached and the "
                 "optimization hasn't converged yet.",
@@ -423,13 +442,14 @@ class _Loop:
             postfix["val_score"] = f"{score:.4g}"
         est.best_loss_ = min(est.best_loss_, loss)
         self.no_improvement = 0 if improved else self.no_improvement + 1
-        patience = max(1, est.n_iter_no_change // 2)
-        if est.learning_rate_schedule == "plateau" and self.no_improvement and not self.no_improvement % patience:
+        stop_after = patience(est, data.val is not None)
+        step_after = max(1, (stop_after or DEFAULT_PATIENCE) // 2)
+        if est.learning_rate_schedule == "plateau" and self.no_improvement and not self.no_improvement % step_after:
             est._optimizer.learning_rate /= 5
         if new_best:  # host copies, whatever the device
             self.best = (est.network_.state_dict(), _progress(est))
         self.epochs += 1
-        if self.no_improvement >= est.n_iter_no_change and not self.partial:
+        if stop_after is not None and self.no_improvement >= stop_after and not self.partial:
             self.converged = True
         return postfix
 

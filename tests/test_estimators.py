@@ -199,7 +199,11 @@ def test_standardization_makes_units_irrelevant():
 def test_convergence_warning_and_tol_stopping():
     X, _ = sequences()
     with pytest.warns(ConvergenceWarning, match="maximum iterations"):
-        LSTMRegressor(**TINY).fit(X, X[:, -1, 0])
+        LSTMRegressor(**TINY, n_iter_no_change=10).fit(X, X[:, -1, 0])
+    with warnings.catch_warnings():  # n_iter_no_change=None: max_iter epochs are the plan, no stop, no warning
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = LSTMRegressor(**{**TINY, "tol": 1e6}).fit(X, X[:, -1, 0])
+    assert reg.n_iter_ == TINY["max_iter"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         reg = LSTMRegressor(**{**TINY, "max_iter": 50, "tol": 1e6, "n_iter_no_change": 2}).fit(X, X[:, -1, 0])
