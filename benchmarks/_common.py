@@ -206,7 +206,8 @@ class Workload:
         self._sync_torch()
 
     def fn(self, lib, mode):
-        return getattr(self, {"numlstm": "nl_", "torch": "pt_"}[lib] + {"inference": "inference", "fwd_bwd": "fwd_bwd"}[mode])
+        prefix = {"numlstm": "nl_", "torch": "pt_"}[lib]
+        return getattr(self, prefix + {"inference": "inference", "fwd_bwd": "fwd_bwd"}[mode])
 
     def max_abs_diff(self):
         """Largest |numlstm - torch| over the inference output (a sanity check, not a test)."""

@@ -110,7 +110,10 @@ def announce(module, cell_name, dtype):
 
 
 def message(cell_name, dtype):
-    """The notice that ``cell_name``'s kernels are compiling in ``dtype``, e.g. "compiling float32 LSTM kernels (...)"."""
+    """The notice that ``cell_name``'s kernels are compiling in ``dtype``.
+
+    For example "compiling float32 LSTM kernels (...)".
+    """
     if _config.CACHE:
         why = "first use only; later runs load them from the cache"
     else:

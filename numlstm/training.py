@@ -68,8 +68,8 @@ from sklearn.model_selection import train_test_split
 from numlstm import io
 from numlstm.optim import clip_grad_norm
 
-__all__ = ["DIVERGENCE_FACTOR", "DEFAULT_PATIENCE", "MIN_VALIDATION_SEQUENCES", "patience", "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients",
-           "validation_split", "target_rows"]
+__all__ = ["DIVERGENCE_FACTOR", "DEFAULT_PATIENCE", "MIN_VALIDATION_SEQUENCES", "patience", "ChunkedInputs",
+           "TrainingData", "train", "batch_gradients", "shard_gradients", "validation_split", "target_rows"]
 
 DIVERGENCE_FACTOR = 1e4
 """How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
@@ -599,7 +599,8 @@ class _Loop:
         best = None
         if training["has_best"] is True:
             saved = metadata["attributes"]
-            best_weights = {name[len("network_/"):]: value for name, value in arrays.items() if name.startswith("network_/")}
+            best_weights = {name[len("network_/"):]: value for name, value in arrays.items()
+                            if name.startswith("network_/")}
             best = (best_weights, _checked_progress({name: saved[name]["value"] for name in _PROGRESS}))
         counters = [training[key] for key in ("epochs", "no_improvement")]
         if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counters):
@@ -608,7 +609,8 @@ class _Loop:
         if first_loss is not None and not isinstance(first_loss, float):
             raise ValueError(f"invalid first loss {first_loss!r}")
         rng = training["rng"]
-        state = {"bit_generator": rng["bit_generator"], "state": {"key": arrays[_TRAINING + "rng_key"], "pos": rng["pos"]},
+        state = {"bit_generator": rng["bit_generator"],
+                 "state": {"key": arrays[_TRAINING + "rng_key"], "pos": rng["pos"]},
                  "has_gauss": rng["has_gauss"], "gauss": rng["gauss"]}
         # every check passed: nothing changes before this point
         if best is not None:

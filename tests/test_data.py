@@ -27,7 +27,8 @@ def test_2d_is_univariate_and_3d_keeps_features():
     assert check_sequences(np.zeros((3, 4, 5))).values.shape == (3, 4, 5)
 
 
-@pytest.mark.parametrize("dtype, expected", [(np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64)])
+@pytest.mark.parametrize("dtype, expected",
+                         [(np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64)])
 def test_dtypes(dtype, expected):
     assert check_sequences(np.ones((2, 3), dtype)).values.dtype == expected
 
@@ -117,9 +118,11 @@ def test_targets_forms():
 
 
 def test_targets_from_dataarray():
-    X = xr.DataArray(padded(np.random.default_rng(3), [2, 2]), dims=("sample", "time", "feature"), coords={"sample": [10, 20]})
+    X = xr.DataArray(padded(np.random.default_rng(3), [2, 2]), dims=("sample", "time", "feature"),
+                     coords={"sample": [10, 20]})
     seqs = check_sequences(X)
-    y = xr.DataArray(np.ones((2, 2, 2)), dims=("target", "time", "sample"), coords={"target": ["p", "q"], "sample": [10, 20]})
+    y = xr.DataArray(np.ones((2, 2, 2)), dims=("target", "time", "sample"),
+                     coords={"target": ["p", "q"], "sample": [10, 20]})
     targets = check_targets(y, seqs)
     assert targets.per_step and targets.values.shape == (2, 2, 2)
     assert targets.output_dim == "target" and list(targets.output_coord) == ["p", "q"]

@@ -85,9 +85,11 @@ def test_float32_in_float32_out():
 def test_dataarray_in_dataarray_out():
     X, lengths = sequences(n=30, min_length=3)
     da = xr.DataArray(
-        X, dims=("run", "step", "var"), coords={"run": [f"r{i}" for i in range(30)], "step": np.arange(6) * 10, "var": ["u", "v"]}
+        X, dims=("run", "step", "var"),
+        coords={"run": [f"r{i}" for i in range(30)], "step": np.arange(6) * 10, "var": ["u", "v"]},
     ).transpose("var", "run", "step")
-    y = xr.DataArray(np.stack([last_valid(X, lengths)[:, 0], lengths], 1), dims=("run", "target"), coords={"target": ["a", "b"]})
+    y = xr.DataArray(np.stack([last_valid(X, lengths)[:, 0], lengths], 1), dims=("run", "target"),
+                     coords={"target": ["a", "b"]})
     reg = LSTMRegressor(dims=("run", "step", "var"), **TINY).fit(da, y)
     pred = reg.predict(da)
     assert isinstance(pred, xr.DataArray) and pred.dims == ("run", "target")
@@ -214,7 +216,8 @@ def test_early_stopping_restores_best_weights(tmp_path):
     X, lengths = sequences(n=60, min_length=2)
     y = np.where(last_valid(X, lengths)[:, 0] > 0, 1, 0)
     path = tmp_path / "best.npz"
-    params = dict(TINY, max_iter=40, learning_rate=0.05, early_stopping=True, validation_fraction=0.3, n_iter_no_change=3)
+    params = dict(TINY, max_iter=40, learning_rate=0.05, early_stopping=True, validation_fraction=0.3,
+                  n_iter_no_change=3)
     clf = LSTMClassifier(checkpoint_path=path, **params).fit(X, y)
     assert clf.n_iter_ < 40
     assert len(clf.validation_scores_) == clf.n_iter_
@@ -371,7 +374,8 @@ def test_network_gradients_match_finite_differences():
 )
 def test_inspect(cell, keys):
     X, lengths = sequences(n=5, min_length=2)
-    da = xr.DataArray(X, dims=("sample", "time", "feature"), coords={"sample": list("abcde"), "time": np.arange(6) * 0.5})
+    da = xr.DataArray(X, dims=("sample", "time", "feature"),
+                      coords={"sample": list("abcde"), "time": np.arange(6) * 0.5})
     est = LSTMRegressor(**dict(TINY, cell=cell, bidirectional=True, num_layers=2)).fit(da, lengths)
     ds = est.inspect(da)
     assert isinstance(ds, xr.Dataset) and set(ds.data_vars) == keys
@@ -412,7 +416,9 @@ def test_save_load_round_trip(tmp_path, est, y_kind):
     for method in ("predict", "predict_proba", "inspect"):
         if hasattr(est, method):
             a, b = getattr(est, method)(X), getattr(loaded, method)(X)
-            (xr.testing.assert_identical if method == "inspect" or y_kind == "dataarray" else np.testing.assert_array_equal)(a, b)
+            same = xr.testing.assert_identical if method == "inspect" or y_kind == "dataarray" \
+                else np.testing.assert_array_equal
+            same(a, b)
     if y_kind == "labels":
         assert loaded.classes_.dtype == object
     assert loaded.loss_curve_ == est.loss_curve_ and loaded.n_iter_ == est.n_iter_
@@ -462,12 +468,13 @@ def test_lstm_only_config_options_are_type_checked_on_load(tmp_path):
     path = tmp_path / "model.npz"
     LSTMRegressor(**TINY).fit(X, X[:, -1, 0]).save(path)
     bad = tmp_path / "bad.npz"
-    for key, value in [("peephole", 1), ("coupled", "no"), ("forget_bias", 1), ("forget_bias", "1.0"), ("peephole", None)]:
-        bad.write_bytes(_edit_saved_config(path, lambda config: config.update({key: value})))
+    for key, value in [("peephole", 1), ("coupled", "no"), ("forget_bias", 1), ("forget_bias", "1.0"),
+                       ("peephole", None)]:
+        bad.write_bytes(_edit_saved_config(path, lambda config, key=key, value=value: config.update({key: value})))
         with pytest.raises(ValueError, match=key):
             numlstm.load(bad)
     for key in ("peephole", "coupled", "forget_bias"):
-        bad.write_bytes(_edit_saved_config(path, lambda config: config.pop(key)))
+        bad.write_bytes(_edit_saved_config(path, lambda config, key=key: config.pop(key)))
         with pytest.raises(ValueError, match=key):
             numlstm.load(bad)
     # GRU and RNN nets save none of them
@@ -489,11 +496,13 @@ def corrupt_files(path, tmp_path):
         arrays = dict(archive)
     meta = str(arrays["__metadata__"])
     for name, edit in [
-        ("newer version", lambda m: m.replace(f'"format_version": {numlstm.io.FORMAT_VERSION}', '"format_version": 99')),
+        ("newer version",
+         lambda m: m.replace(f'"format_version": {numlstm.io.FORMAT_VERSION}', '"format_version": 99')),
         ("unknown estimator", lambda m: m.replace('"estimator": "LSTMRegressor"', '"estimator": "os.system"')),
         ("unknown param", lambda m: m.replace('"params": {', '"params": {"evil": 1, ')),
         ("bad param", lambda m: m.replace('"hidden_size": 6', '"hidden_size": -6')),
-        ("unknown attribute", lambda m: m.replace('"attributes": {', '"attributes": {"fit": {"kind": "json", "value": 1}, ')),
+        ("unknown attribute",
+         lambda m: m.replace('"attributes": {', '"attributes": {"fit": {"kind": "json", "value": 1}, ')),
         ("bad config", lambda m: m.replace('"input_size": 2', '"input_size": "2"')),
         ("not json", lambda m: m[:-5]),
     ]:
