@@ -903,7 +903,8 @@ def map_lazily(func, X, sample_dim, fill=0):
 
     if sample_dim not in X.dims:
         raise ValueError(f"X has dims {X.dims} but no sample dim {sample_dim!r}")
-    X = X.chunk({d: -1 for d in X.dims if d != sample_dim})
+    # the in-memory answer keeps only the dims' coords; others (maybe chunked unlike X) go
+    X = X.reset_coords(drop=True).chunk({d: -1 for d in X.dims if d != sample_dim})
     probe = func(xr.full_like(X.isel({sample_dim: slice(0, 1)}), fill).compute())
     sample_chunks = X.chunksizes[sample_dim]
 

@@ -17,6 +17,7 @@ gain, and small ones lose (see the scaling guide for measured times).
 
 import threading
 
+import numba
 import numpy as np
 
 from numlstm.training import shard_gradients
@@ -96,7 +97,15 @@ def _weighted_sum(gradients, shares):
 
 
 def _remote_gradients(est, weights, x, lengths, rows, row_weights):
-    """On a worker: ``shard_gradients`` of one shard with the driver's current ``weights``."""
+    """On a worker: ``shard_gradients`` of one shard with the driver's current ``weights``.
+
+    numlstm's kernels run on as many threads as the worker has (Numba's
+    thread count is per calling thread), so that the workers of one machine
+    share its cores instead of each taking them all.
+    """
+    from distributed import get_worker
+
+    numba.set_num_threads(max(1, min(get_worker().state.nthreads, numba.config.NUMBA_NUM_THREADS)))
     with _WORKER_LOCK:
         net = est.network_
         net.load_state_dict(weights)

@@ -151,3 +151,13 @@ def test_peak_memory_stays_far_below_the_data_set():
     large, large_bytes = peak_of_fit(4000)
     assert large < large_bytes / 4
     assert large - small < (large_bytes - small_bytes) / 10
+
+
+def test_lazy_predict_drops_coords_of_other_names_as_the_in_memory_one_does():
+    X = sequences(n=12).assign_coords(lat=("sample", np.arange(12.0)))
+    est = LSTMRegressor(**TINY).fit(X, first_feature_sum(X))
+    expected = est.predict(X)
+    assert "lat" not in expected.coords
+    lazy = X.copy(data=da.from_array(X.values, chunks=(4, -1, -1)))
+    lazy = lazy.assign_coords(lat=("sample", da.from_array(np.arange(12.0), chunks=12)))  # chunked unlike X
+    xr.testing.assert_identical(est.predict(lazy).compute(), expected)
