@@ -100,7 +100,8 @@ def peak_memory_mib():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="gridded_out_of_core.png", help="where to write the figure (default %(default)s)")
+    parser.add_argument("--out", default="gridded_out_of_core.png",
+                        help="where to write the figure (default %(default)s)")
     parser.add_argument("--store", help="where to write the zarr store (default: a temporary directory, deleted)")
     parser.add_argument("--quick", action="store_true", help="2,000 cells and a looser tol, for smoke tests")
     args = parser.parse_args(argv)
