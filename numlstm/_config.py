@@ -18,14 +18,18 @@ never woken to spin beside them. When a batch has too few rows to share, a
 time loop can split each step's hidden units instead; its threads then meet
 at a spinning barrier every step (see ``numlstm.cells.sync``). ``num_threads()`` follows
 ``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS`` or
-``numba.set_num_threads`` sets it.
+``numba.set_num_threads`` sets it, up to the usable cores. Callers that run
+numlstm from several threads at once share the cores: each kernel takes a
+share of them for its duration (``take_share``), so that numlstm's helper
+threads never outnumber the cores the callers leave free.
 """
 
 import atexit
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -46,11 +50,96 @@ _blas = None
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None
+_shares = {}  # thread id -> threads granted to the threaded kernel it runs now, itself included
+_left = {}  # thread id -> time.monotonic() when it left its last threaded kernel
+_shares_lock = threading.Lock()
+_last_share = threading.local()
+# A thread that left a kernel less than this long ago still counts as a caller: between its
+# kernels it runs Python on a core of its own (a predict's checks, a Dask task's slicing).
+RECENT_CALLER_S = 0.002
+
+
+def usable_cores():
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _recent_callers(me, now):
+    """Threads other than ``me`` that left a kernel less than ``RECENT_CALLER_S`` ago."""
+    return sum(1 for ident, left in list(_left.items())
+               if ident != me and now - left < RECENT_CALLER_S and ident not in _shares)
+
+
+def _fair_share(wanted, me):
+    """Threads for a kernel of thread ``me`` that wants ``wanted``, given the other callers.
+
+    The other callers are the threads inside threaded kernels, which hold
+    their shares, and those that left one a moment ago, which hold their
+    own thread (``RECENT_CALLER_S``). Each caller may use ``usable_cores()
+    // callers`` threads, and no more than the cores that the other
+    callers and their helper threads leave free, but always at least its
+    own. Called under ``_shares_lock``, or for an estimate.
+    """
+    inside = [n for ident, n in list(_shares.items()) if ident != me]
+    recent = _recent_callers(me, time.monotonic())
+    cores = usable_cores()
+    callers = len(inside) + recent + 1
+    return max(1, min(wanted, cores // callers, cores - sum(inside) - recent))
 
 
 def num_threads():
-    """Threads numlstm uses for its time loops: ``numba.get_num_threads()``."""
-    return numba.get_num_threads()
+    """Threads a kernel called now from this thread would use.
+
+    ``numba.get_num_threads()`` (set by ``NUMBA_NUM_THREADS`` or
+    ``numba.set_num_threads``), held to this caller's share of the usable
+    cores while other threads run numlstm's kernels (see ``run_on_rows``).
+    """
+    return _fair_share(numba.get_num_threads(), threading.get_ident())
+
+
+def active_callers():
+    """Threads inside numlstm's threaded kernels, or that left one a moment ago."""
+    return len(_shares) + _recent_callers(None, time.monotonic())
+
+
+def last_thread_count():
+    """Threads the calling thread's last threaded kernel ran on, itself included; 0 before any."""
+    return getattr(_last_share, "threads", 0)
+
+
+def take_share(wanted, all_or_none=False):
+    """Register the calling thread as a caller; return the threads it may use (see ``_fair_share``).
+
+    With ``all_or_none``, a share below ``wanted`` is refused: the caller
+    gets 0, and nothing is registered. The share stays registered until
+    ``give_back_share``, which callers call in a ``finally``. A
+    ``KeyboardInterrupt`` that lands even so between the two (on entering
+    ``give_back_share``, say) can only leave the calling thread's own
+    entry behind, until that thread's next kernel replaces it: the share is
+    keyed by thread, and a thread's share is left out of its own count.
+    """
+    me = threading.get_ident()
+    with _shares_lock:
+        n = _fair_share(wanted, me)
+        if all_or_none and n < wanted:
+            return 0
+        _shares[me] = n
+        now = time.monotonic()
+        for ident, left in list(_left.items()):  # forget threads long gone, and this one
+            if ident == me or now - left >= RECENT_CALLER_S:
+                _left.pop(ident, None)
+    _last_share.threads = n
+    return n
+
+
+def give_back_share():
+    """End the calling thread's share of the cores (see ``take_share``)."""
+    me = threading.get_ident()
+    _left[me] = time.monotonic()
+    _shares.pop(me, None)
 
 
 def _thread_pool():
@@ -66,11 +155,15 @@ def _forget_pool():
     """In a forked child the pool's threads are gone: start a new pool when one is needed.
 
     The BLAS limit's lock may have been held by one of those threads, so the
-    child gets a fresh one, and no users of the limit.
+    child gets a fresh one, and no users of the limit; likewise the shares
+    of the cores belong to the parent's threads.
     """
-    global _pool, _blas_lock, _blas_users
+    global _pool, _blas_lock, _blas_users, _shares_lock
     _pool = None
     _blas_lock, _blas_users = threading.Lock(), 0
+    _shares_lock = threading.Lock()
+    _shares.clear()
+    _left.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -110,42 +203,47 @@ def single_threaded_blas():
 
 
 def _thread_count(n_rows):
-    """Threads that ``run_on_rows`` splits ``n_rows`` rows across."""
+    """Threads that ``run_on_rows`` would split ``n_rows`` rows across if called now."""
     return max(1, min(num_threads(), n_rows))
 
 
-def _row_bounds(n_rows):
-    """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``."""
-    n = _thread_count(n_rows)
+def _row_bounds(n_rows, n_threads=None):
+    """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``.
+
+    ``n_threads`` defaults to ``_thread_count(n_rows)``.
+    """
+    n = _thread_count(n_rows) if n_threads is None else n_threads
     return [n_rows * k // n for k in range(n + 1)]
 
 
 def rows_per_thread(n_rows):
-    """The most rows that one range of ``run_on_rows`` gets."""
+    """The most rows that one range of ``run_on_rows`` gets, were it called now."""
     return -(-n_rows // _thread_count(n_rows))
 
 
 def run_on_rows(fn, n_rows, calls_blas=False):
     """Call ``fn(b0, b1)`` on contiguous row ranges covering ``range(n_rows)``.
 
-    The ranges run concurrently in ``num_threads()`` threads. When ``fn``
-    calls BLAS (``calls_blas``), BLAS is held to one thread so that the
-    threads do not oversubscribe the cores; the limit costs tens of
+    The ranges run concurrently: one on the calling thread, the others on
+    numlstm's pool of helper threads. There are ``num_threads()`` ranges at
+    most, fewer while other threads run numlstm's kernels: each caller gets
+    its share of the usable cores, and helper threads only for cores that
+    no other caller or helper holds (see ``take_share``). So concurrent
+    callers, such as the workers of a Dask threaded scheduler, do not
+    oversubscribe the cores. When ``fn`` calls BLAS (``calls_blas``), BLAS
+    is held to one thread for the same reason; the limit costs tens of
     microseconds, so the time loops, whose per-step products are numlstm's
     own, skip it. Returns the list of results, in row order.
     """
-    bounds = _row_bounds(n_rows)
-    n = len(bounds) - 1
-    with single_threaded_blas() if calls_blas else contextlib.nullcontext():
-        if n == 1:
-            return [fn(0, n_rows)]
-        futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]
-        return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
-
-
-def usable_cores():
-    """Cores this process may run on."""
+    futures = []
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        n = take_share(min(numba.get_num_threads(), n_rows))
+        bounds = _row_bounds(n_rows, n)
+        with single_threaded_blas() if calls_blas else contextlib.nullcontext():
+            futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]
+            return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
+    finally:
+        try:
+            wait(futures)  # the helpers' share ends with their ranges, even if the first one failed
+        finally:
+            give_back_share()

@@ -1,10 +1,11 @@
-"""Dask-backed DataArrays in predict, predict_proba and inspect: lazy answers, equal to the in-memory ones."""
+"""Dask-backed DataArrays in predict, predict_proba and inspect: lazy answers, equal to the in-memory ones,
+in this process and on a cluster of process workers."""
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from numlstm import LSTMClassifier, LSTMRegressor
+from numlstm import LSTMClassifier, LSTMRegressor, _config
 
 da = pytest.importorskip("dask.array")
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -72,3 +73,37 @@ def test_lazy_classifier_probabilities_and_gate_states():
     eager = clf.inspect(X)
     for name in eager.data_vars:
         np.testing.assert_array_equal(states[name].values, eager[name].values)
+
+
+def _kernel_compiles():
+    """(loads from the on-disk cache, compiles) of numlstm's Numba kernels in this process."""
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+
+    loads = compiles = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("numlstm"):
+            for obj in vars(module).values():
+                if isinstance(obj, Dispatcher):
+                    loads += sum(obj.stats.cache_hits.values())
+                    compiles += sum(obj.stats.cache_misses.values())
+    return loads, compiles
+
+
+def test_lazy_predictions_on_a_cluster_of_processes_load_cached_kernels():
+    """Process workers answer bit for bit as in memory, with kernels from the on-disk cache."""
+    distributed = pytest.importorskip("distributed")
+    X = sequences()
+    est = LSTMRegressor(**TINY).fit(X, X.isel(feature=0, time=0))
+    expected = est.predict(X)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        computed = est.predict(X.chunk({"sample": 6})).compute()
+        counts = client.run(_kernel_compiles)
+    np.testing.assert_array_equal(computed.values, expected.values)
+    np.testing.assert_array_equal(computed["sample"], X["sample"])
+    assert len(counts) == 2
+    if _config.CACHE:  # the workers ran their chunks' kernels, loaded and never compiled
+        assert all(compiles == 0 for loads, compiles in counts.values()), counts
+        assert sum(loads for loads, compiles in counts.values()) > 0, counts

@@ -31,7 +31,11 @@ number of the running call. Between calls the part threads spin for about
 0.1 ms before they sleep, so that back-to-back calls (the layers and
 directions of one forward, or a loop over batches) skip the wake-up of a
 sleeping thread, which costs tens of microseconds, longer than a hundred
-steps of the barrier. For the same reason a part thread starts its job only
+steps of the barrier. They spin only while their caller is the only
+thread in numlstm's kernels: beside other callers (a Dask threaded
+scheduler, say) a spinning thread takes a core from them, and those callers
+hold their share of the cores, so the next call would not get the part
+threads anyway. For the same reason as the spin, a part thread starts its job only
 once the caller's kernel releases it (``enter``), the caller having let
 go of the Python interpreter lock, and the caller returns only once the part
 threads wait for their next job without it (``finish``): a thread that
@@ -57,7 +61,10 @@ waking goes through ``queue.SimpleQueue``, whose ``put`` is one C call, so
 no lock is left held. And ``_begin`` aborts and waits for any part
 thread that still runs a job of an earlier call before it resets the
 barrier, so whatever an earlier call left behind, every call starts from
-the same state.
+the same state. The share of the cores that the call takes before
+``_begin`` is keyed by thread, so an interrupt leaves at worst the main
+thread's own share behind, which its next call replaces (see
+``numlstm._config.take_share``).
 """
 
 import itertools
@@ -72,7 +79,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS
+from numlstm._config import JIT_OPTIONS, active_callers, give_back_share, take_share
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
 PART_LINES = 6  # a part's step; for a part thread also its posted, released, done, sleep, server
@@ -280,7 +287,7 @@ def finish(flags, part, step):
                 return
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _begin(flags, call, n_parts):
     """Take the lock for ``call`` and post it to parts ``1:n_parts``; False if the lock is taken.
 
@@ -302,7 +309,7 @@ def _begin(flags, call, n_parts):
     return True
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _end(flags, call):
     """Finish ``call`` if it holds the lock: stop and await its released jobs, then unlock.
 
@@ -315,13 +322,13 @@ def _end(flags, call):
     _publish(flags, _global(flags, LOCK), 0)
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _raise_abort(flags):
     """Raise the abort flag: a part failed, and the others stop waiting for it."""
     _publish(flags, _global(flags, ABORT), 1)
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _claim(flags, part):
     """Make the calling thread the one that serves ``part``; False if another already does."""
     return _swap(flags, part * PART_SLOTS + SERVED, 0, 1)
@@ -339,7 +346,7 @@ def _pending(flags, part, done):
             or posted > done and _observe(flags, _global(flags, LOCK)) == posted)
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _finish_and_await_release(flags, part, done, spins):
     """Publish that ``part``'s thread is done with call ``done``; await a later release.
 
@@ -362,7 +369,7 @@ def _finish_and_await_release(flags, part, done, spins):
     return _observe(flags, part * PART_SLOTS + RELEASED)
 
 
-@njit(nogil=True, cache=JIT_OPTIONS["cache"])
+@njit(**JIT_OPTIONS)
 def _sleep(flags, part, done, sleeping):
     """Publish whether ``part``'s thread sleeps; whether no job is coming (see ``_pending``).
 
@@ -384,8 +391,10 @@ def _serve(flags, part, bell):
     while True:
         # say the last job is done and spin for the next one without the interpreter lock: a
         # thread that took the lock as soon as a job was posted would sleep until the caller
-        # let it go
-        released = _finish_and_await_release(flags, part, done, SPINS_BEFORE_SLEEP)
+        # let it go. Spin only while this part's caller is numlstm's only one: a spinning thread
+        # would take a core from the other callers
+        spins = SPINS_BEFORE_SLEEP if active_callers() <= 1 else 0
+        released = _finish_and_await_release(flags, part, done, spins)
         if not released:
             while _sleep(flags, part, done, True):
                 bell.get()
@@ -454,14 +463,17 @@ def run_parts(fn, n_parts):
     until the other let go of the lock, and pay a wake-up of tens of
     microseconds.
 
-    Returns False, without calling ``fn``, when another call is running;
-    the caller then does the work another way. An interrupt at any point
-    leaves the part threads ready for the next call (see the module notes).
+    The parts hold ``n_parts`` of the usable cores (see
+    ``numlstm._config.take_share``). Returns False, without calling
+    ``fn``, when another call is running or other callers of numlstm's
+    kernels leave fewer cores free; the caller then does the work another
+    way. An interrupt at any point leaves the part threads ready for the
+    next call (see the module notes).
     """
     call = next(_calls)
     flags = _flags
     try:
-        if not _begin(flags, call, n_parts):
+        if not take_share(n_parts, all_or_none=True) or not _begin(flags, call, n_parts):
             return False
         _start_part_threads(n_parts)
         for q in range(1, n_parts):
@@ -471,7 +483,10 @@ def run_parts(fn, n_parts):
                 _bells[q].put(None)
         fn(0, flags)
     finally:
-        _end(flags, call)
+        try:
+            _end(flags, call)
+        finally:
+            give_back_share()
     for q in range(1, n_parts):
         failed, error = _errors[q]
         if failed == call:
