@@ -11,10 +11,10 @@ from numlstm.layers import GRU, LSTM, RNN, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled", "LSTMRegressor", "LSTMClassifier",
-           "load"]
+           "LSTMForecaster", "load"]
 
 _LAZY = {"LSTMRegressor": "numlstm.estimators", "LSTMClassifier": "numlstm.estimators",
-         "load": "numlstm.io"}
+         "LSTMForecaster": "numlstm.forecasting", "load": "numlstm.io"}
 _LAZY_MODULES = ("datasets", "plot")
 
 

@@ -111,3 +111,19 @@ def test_compare_torch_skips_cleanly_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped" in result.stdout and "pip install torch" in result.stdout
     assert not pngs(tmp_path)
+
+
+def test_forecast_backtest_baselines_and_table():
+    np = pytest.importorskip("numpy")
+    spec = importlib.util.spec_from_file_location("forecast_backtest", EXAMPLES_DIR / "forecast_backtest.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    train = np.arange(30.0)
+    np.testing.assert_array_equal(example.seasonal_naive(train, 5, 12), [18, 19, 20, 21, 22])
+    np.testing.assert_array_equal(example.seasonal_naive(train, 14, 12)[12:], [18, 19])
+    np.testing.assert_array_equal(example.seasonal_naive(train, 3, 1), [29, 29, 29])
+    assert example.rmse([1.0, 3.0], np.array([0.0, 0.0])) == pytest.approx(np.sqrt(5))
+    scores = {"LSTM": 2.0, "seasonal naive": 4.0, "ARIMA": 2.5, "ETS": 1.6}
+    seconds = dict.fromkeys(("LSTM", "ARIMA", "ETS"), 1.0)
+    assert example.print_table([("a", scores, seconds)]) == [pytest.approx(2.0 / 1.6)]
+    assert len(example.SERIES) >= 4
