@@ -15,7 +15,8 @@ import numpy as np
 
 WINDOW = 20
 LAST_TRAIN_YEAR = 1950
-SETTINGS = dict(hidden_size=16, learning_rate=1e-2, max_iter=200, tol=1e-3, batch_size=32, random_state=0)
+SETTINGS = dict(hidden_size=16, learning_rate=1e-2, max_iter=200, tol=1e-3, n_iter_no_change=10, batch_size=32,
+                random_state=0)
 """The demo's LSTMRegressor settings: about 1 s of fitting once the kernels are compiled."""
 
 
