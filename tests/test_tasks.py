@@ -87,8 +87,8 @@ def test_balanced_class_weights_lift_the_rare_class():
 
 def test_plateau_schedule_lowers_the_step_and_resumes_exactly(tmp_path):
     X, y = noisy_sums(40, 6)
-    params = dict(hidden_size=4, max_iter=8, learning_rate_schedule="plateau", n_iter_no_change=2,
-                  tol=1e9, random_state=0)  # nothing counts as an improvement
+    params = dict(hidden_size=4, max_iter=8, learning_rate=0.01, learning_rate_schedule="plateau",
+                  n_iter_no_change=2, tol=1e9, random_state=0)  # nothing counts as an improvement
     est = LSTMRegressor(**params).fit(X, y)
     # epoch 1 improves on an infinite best; epochs 2 and 3 do not, and each divides the step by 5
     assert est.n_iter_ == 3 and est._optimizer.learning_rate == pytest.approx(0.01 / 25)
@@ -132,7 +132,7 @@ def test_a_pytorch_model_loads_into_a_fitted_estimator(module, tmp_path):
 def test_early_stopping_never_validates_on_a_handful_of_sequences():
     X, y = noisy_sums(50, 8)
     est = LSTMRegressor(early_stopping=True, hidden_size=4, max_iter=4, random_state=0)
-    with pytest.warns(UserWarning, match="validate on 5 sequences .* fewer than 10; it watches the training loss"):
+    with pytest.warns(UserWarning, match="validate on 5 sequences .* fewer than 10; it trains without a validation set"):
         est.fit(X, y)
     assert est.validation_scores_ is None and est.n_iter_ == 4
     labels = np.array(["a"] * 20 + ["b"] * 19 + ["c"])  # one "c": no stratified split holds it
