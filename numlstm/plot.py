@@ -96,13 +96,17 @@ def _series(name, values):
 
 
 def forecast(y_true, y_pred, *, history=None, lower=None, upper=None, ax=None):
-    """Plot a forecast against the truth, after the history it continues.
+    """Plot a forecast, against the truth when it is known, after the history it continues.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of shape (n_steps,) or 1-D xarray.DataArray
-        The observed values over the forecast period and the forecast. A
-        DataArray's coordinate (e.g. years or dates) gives the x values.
+    y_true : array-like of shape (n_steps,), 1-D xarray.DataArray or None
+        The observed values over the forecast period; None for a forecast of
+        the real future, which is then drawn without a truth line.
+    y_pred : array-like of shape (n_steps,) or 1-D xarray.DataArray
+        The forecast. A DataArray's coordinate (e.g. years or dates, as
+        ``LSTMForecaster.predict`` gives) sets the x values, as does
+        ``y_true``'s.
     history : array-like or 1-D xarray.DataArray, optional
         Observations before the forecast period.
     lower, upper : array-like of shape (n_steps,), optional
@@ -121,9 +125,9 @@ def forecast(y_true, y_pred, *, history=None, lower=None, upper=None, ax=None):
     """
     if (lower is None) != (upper is None):
         raise ValueError("lower and upper must be given together")
-    x_true, true, ylabel = _series("y_true", y_true)
-    x_pred, pred, _ = _series("y_pred", y_pred)
-    if len(pred) != len(true):
+    x_pred, pred, pred_label = _series("y_pred", y_pred)
+    x_true, true, ylabel = (None, None, None) if y_true is None else _series("y_true", y_true)
+    if true is not None and len(pred) != len(true):
         raise ValueError(f"y_pred has {len(pred)} steps but y_true has {len(true)}")
     start = 0
     ax = _axes(ax)
@@ -132,13 +136,14 @@ def forecast(y_true, y_pred, *, history=None, lower=None, upper=None, ax=None):
         start = len(hist)
         ax.plot(np.arange(start) if x_hist is None else x_hist, hist, color="0.5", label="history")
         ylabel = ylabel or hist_label
-    x = next((x for x in (x_true, x_pred) if x is not None), start + np.arange(len(true)))
-    ax.plot(x, true, color="k", label="truth")
+    x = next((x for x in (x_true, x_pred) if x is not None), start + np.arange(len(pred)))
+    if true is not None:
+        ax.plot(x, true, color="k", label="truth")
     ax.plot(x, pred, color="C0", label="forecast")
     if lower is not None:
         ax.fill_between(x, np.asarray(lower), np.asarray(upper), color="C0", alpha=0.25,
                         label="interval")
-    ax.set(ylabel=ylabel or "", title="Forecast")
+    ax.set(ylabel=ylabel or pred_label or "", title="Forecast")
     ax.legend()
     return ax
 

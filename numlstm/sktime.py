@@ -9,9 +9,12 @@ list of frames, with series of unequal lengths. It hands them to numlstm as a
 ``(sample, time, feature)`` DataArray, so that sktime's channel axis is never
 read as numlstm's time axis.
 
-The forecaster adapter (``LSTMSktimeForecaster`` around
-``numlstm.LSTMForecaster``, on sktime's ``BaseForecaster``) belongs in this
-module too, beside the classifier.
+``LSTMSktimeForecaster`` is an sktime forecaster
+(``sktime.forecasting.base.BaseForecaster``) around ``numlstm.LSTMForecaster``:
+y is a ``pd.Series`` or ``pd.DataFrame`` (one component per column), X the
+exogenous data known in advance, which numlstm reads as future covariates.
+Panel and hierarchical y are forecast series by series, by sktime's own
+broadcasting.
 
 This module imports sktime; ``import numlstm`` does not import it.
 """
@@ -19,16 +22,26 @@ This module imports sktime; ``import numlstm`` does not import it.
 import inspect
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from sktime.classification.base import BaseClassifier
+from sktime.datatypes import update_data
+from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
 from numlstm.data import DEFAULT_DIMS, pad
 from numlstm.estimators import LSTMClassifier
+from numlstm.forecasting import LSTMForecaster
 
-__all__ = ["LSTMSktimeClassifier"]
+__all__ = ["LSTMSktimeClassifier", "LSTMSktimeForecaster"]
 
-# LSTMClassifier's defaults, so that the adapter's follow them.
-_DEFAULTS = {name: p.default for name, p in inspect.signature(LSTMClassifier).parameters.items()}
+
+def _defaults(cls):
+    """The constructor defaults of ``cls``, so that an adapter's follow them."""
+    return {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+
+
+_DEFAULTS = _defaults(LSTMClassifier)
+_FORECASTER_DEFAULTS = _defaults(LSTMForecaster)
 
 
 def _panel_to_dataarray(X):
@@ -221,3 +234,269 @@ class LSTMSktimeClassifier(BaseClassifier):
             {"cell": "gru", "hidden_size": 3, "bidirectional": True, "max_iter": 2, "missing": "ffill",
              "random_state": 1},
         ]
+
+
+class LSTMSktimeForecaster(BaseForecaster):
+    """sktime forecaster around ``numlstm.LSTMForecaster``: a recurrent network
+    that reads the last ``lookback`` steps and forecasts every step of the
+    horizon at once, on per-window normalised values.
+
+    The horizon is fixed at ``fit``: the network is trained to forecast
+    ``max(fh)`` steps beyond the cutoff (``LSTMForecaster(horizon=max(fh))``),
+    so sktime's ``fh`` must be passed to ``fit`` (tag ``requires-fh-in-fit``)
+    and must lie out of sample. Each column of y is a component (target) of
+    one network. X, if given, holds values known in advance (calendar,
+    schedules, forecasts of drivers): numlstm reads it as
+    ``future_covariates``, so ``predict`` needs X on every step from the
+    cutoff to ``max(fh)``, not only on the steps of ``fh``.
+
+    Parameters
+    ----------
+    lookback : int
+        Steps of history each forecast reads, as in ``numlstm.LSTMForecaster``,
+        with its default. y needs at least ``lookback + max(fh)`` steps.
+    normalize : {"mean", "last", "none"}
+        Per-window normalisation, as in ``numlstm.LSTMForecaster``, with its default.
+    quantiles : sequence of float in (0, 1) or None
+        Quantile levels the network is trained on (pinball loss), as in
+        ``numlstm.LSTMForecaster``, with its default (None: a point forecast
+        trained on the squared error). Given, they set the ``capability:pred_int`` tag:
+        ``predict_quantiles`` answers for these levels (any others are a
+        ``ValueError``), ``predict_interval`` for coverages whose bounds
+        ``(1 - c)/2`` and ``(1 + c)/2`` are among them, and ``predict`` gives
+        the quantile nearest 0.5.
+    cell, hidden_size, num_layers, dropout
+        The network, as in ``numlstm.LSTMForecaster``, with its defaults.
+    batch_size, max_iter, learning_rate
+        Training, as in ``numlstm.LSTMForecaster``, with its defaults.
+    early_stopping, validation_fraction, n_iter_no_change, tol
+        When to stop, as in ``numlstm.LSTMForecaster``, with its defaults.
+    random_state, verbose, device
+        As in ``numlstm.LSTMForecaster``, with its defaults.
+
+    Attributes
+    ----------
+    forecaster_ : numlstm.LSTMForecaster
+        The fitted numlstm forecaster, with ``horizon = max(fh)``.
+
+    See Also
+    --------
+    numlstm.LSTMForecaster : the forecaster this wraps, and what each parameter does.
+
+    Notes
+    -----
+    ``update`` appends the new observations to the series the forecaster
+    continues; with ``update_params=True`` (sktime's default) it then trains
+    a fresh network on all the data seen so far, with ``update_params=False``
+    it keeps the network. Either way ``predict`` forecasts from the new cutoff.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from numlstm.sktime import LSTMSktimeForecaster
+    >>> t = np.arange(80)
+    >>> y = pd.Series(0.05 * t + np.sin(2 * np.pi * t / 12))
+    >>> fc = LSTMSktimeForecaster(lookback=24, max_iter=20, random_state=0)
+    >>> fc.fit(y, fh=[1, 2, 3]).predict().index.tolist()
+    [80, 81, 82]
+    """
+
+    _tags = {
+        "authors": ["the numlstm developers"],
+        "maintainers": ["the numlstm developers"],
+        "python_dependencies": "numlstm",
+        "y_inner_mtype": "pd.DataFrame",
+        "X_inner_mtype": "pd.DataFrame",
+        "scitype:y": "both",
+        "capability:multivariate": True,
+        "capability:exogenous": True,
+        "capability:categorical_in_X": False,
+        "capability:non_contiguous_X": False,  # X must cover every step up to max(fh)
+        "capability:missing_values": False,
+        "capability:insample": False,
+        "capability:pred_int": False,  # True with quantiles: see __init__
+        "capability:pred_int:insample": False,
+        "capability:update": True,
+        "requires-fh-in-fit": True,
+        "X-y-must-have-same-index": True,
+        "capability:random_state": True,
+        "property:randomness": "derandomized",
+    }
+
+    def __init__(
+        self,
+        *,
+        lookback=_FORECASTER_DEFAULTS["lookback"],
+        normalize=_FORECASTER_DEFAULTS["normalize"],
+        quantiles=_FORECASTER_DEFAULTS["quantiles"],
+        cell=_FORECASTER_DEFAULTS["cell"],
+        hidden_size=_FORECASTER_DEFAULTS["hidden_size"],
+        num_layers=_FORECASTER_DEFAULTS["num_layers"],
+        dropout=_FORECASTER_DEFAULTS["dropout"],
+        batch_size=_FORECASTER_DEFAULTS["batch_size"],
+        max_iter=_FORECASTER_DEFAULTS["max_iter"],
+        learning_rate=_FORECASTER_DEFAULTS["learning_rate"],
+        early_stopping=_FORECASTER_DEFAULTS["early_stopping"],
+        validation_fraction=_FORECASTER_DEFAULTS["validation_fraction"],
+        n_iter_no_change=_FORECASTER_DEFAULTS["n_iter_no_change"],
+        tol=_FORECASTER_DEFAULTS["tol"],
+        random_state=_FORECASTER_DEFAULTS["random_state"],
+        verbose=_FORECASTER_DEFAULTS["verbose"],
+        device=_FORECASTER_DEFAULTS["device"],
+    ):
+        self.lookback = lookback
+        self.normalize = normalize
+        self.quantiles = quantiles
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        super().__init__()
+        self.set_tags(**{"capability:pred_int": quantiles is not None})
+
+    def _fit(self, y, X, fh):
+        """Train a fresh ``numlstm.LSTMForecaster`` (``forecaster_``) to forecast ``max(fh)`` steps.
+
+        Parameters
+        ----------
+        y : pandas.DataFrame
+            The series, one column per component.
+        X : pandas.DataFrame or None
+            Exogenous data on y's index, read as future covariates.
+        fh : ForecastingHorizon
+            Out-of-sample steps; the network forecasts up to the furthest.
+
+        Returns
+        -------
+        self
+        """
+        self._cur_y, self._cur_X = y, X
+        return self._train(horizon=int(np.max(fh.to_relative(self.cutoff).to_numpy())))
+
+    def _train(self, horizon):
+        """Fit a fresh ``forecaster_`` on all the data seen (``_cur_y``, ``_cur_X``)."""
+        self.forecaster_ = LSTMForecaster(horizon=horizon, **self.get_params(deep=False)).fit(
+            _values(self._cur_y), future_covariates=None if self._cur_X is None else _values(self._cur_X))
+        return self
+
+    def _update(self, y, X=None, update_params=True):
+        """Append y and X to the series; with ``update_params``, retrain on all of them.
+
+        Returns
+        -------
+        self
+        """
+        self._cur_y = update_data(self._cur_y, y)
+        if self.forecaster_.n_future_covariates_:  # X that fit had no use for stays unused
+            self._cur_X = update_data(self._cur_X, X)
+        return self._train(self.forecaster_.horizon) if update_params else self
+
+    def _predict(self, fh, X):
+        """Forecasts of y on ``fh``'s absolute index, a pandas.DataFrame with y's columns.
+
+        Parameters
+        ----------
+        fh : ForecastingHorizon
+            The steps to forecast, out of sample and at most the fitted ``max(fh)`` from the cutoff.
+        X : pandas.DataFrame or None
+            Exogenous data after the cutoff; with the X seen so far it must
+            cover every step up to the fitted horizon.
+        """
+        forecast = self._forecast(fh, X)
+        if "quantile" in forecast.dims:
+            forecast = forecast.isel(quantile=int(np.argmin(np.abs(forecast["quantile"].values - 0.5))))
+        return pd.DataFrame(forecast.values, index=fh.to_absolute_index(self.cutoff), columns=self._cur_y.columns)
+
+    def _predict_quantiles(self, fh, X, alpha):
+        """Forecast quantiles on ``fh``'s absolute index.
+
+        Parameters
+        ----------
+        fh : ForecastingHorizon
+            As in ``_predict``.
+        X : pandas.DataFrame or None
+            As in ``_predict``.
+        alpha : list of float
+            Quantile levels, each one of ``quantiles``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One column per variable of y and level of ``alpha`` (a two-level
+            column index), one row per step of ``fh``.
+        """
+        forecast = self._forecast(fh, X)
+        levels = forecast["quantile"].values
+        picks = [np.flatnonzero(np.isclose(levels, a)) for a in alpha]
+        unknown = [a for a, p in zip(alpha, picks) if not len(p)]
+        if unknown:
+            raise ValueError(f"the forecaster was trained for the quantiles {levels.tolist()} (its quantiles "
+                             f"parameter), not {unknown}; refit with those levels in quantiles")
+        values = forecast.values[..., [p[0] for p in picks]]  # (step, component, alpha)
+        return pd.DataFrame(values.reshape(len(values), -1), index=fh.to_absolute_index(self.cutoff),
+                            columns=pd.MultiIndex.from_product([self._get_varnames(), alpha]))
+
+    def _forecast(self, fh, X):
+        """The forecaster's DataArray ``(time, component[, quantile])`` on the steps of ``fh``."""
+        horizon = self.forecaster_.horizon
+        steps = fh.to_indexer(self.cutoff).to_numpy()
+        if steps.max() >= horizon:
+            raise ValueError(f"fh reaches {steps.max() + 1} steps beyond the cutoff, but the forecaster was "
+                             f"fitted for {horizon}; refit with that fh")
+        future = None
+        if self.forecaster_.n_future_covariates_:
+            future = self._future_covariates(X, horizon)
+        forecast = self.forecaster_.predict(y=_values(self._cur_y), future_covariates=future)
+        series, time, component = self.forecaster_.dims
+        return forecast.isel({series: 0}).transpose(time, component, ...).isel({time: steps})
+
+    def _future_covariates(self, X, horizon):
+        """X over the series seen and the ``horizon`` steps after the cutoff, as an array."""
+        ahead = ForecastingHorizon(np.arange(1, horizon + 1), is_relative=True, freq=self._cur_y.index)
+        index = self._cur_y.index.append(ahead.to_absolute_index(self.cutoff))
+        known = self._cur_X if X is None else update_data(self._cur_X, X)
+        missing = index.difference(known.index)
+        if len(missing):
+            raise ValueError(f"X must hold every step from the start of y to {horizon} steps after the cutoff "
+                             f"(the fitted horizon, max(fh)): numlstm reads it as known future covariates. "
+                             f"Missing: {list(missing[:5])}")
+        return _values(known.loc[index])
+
+    @classmethod
+    def get_test_params(cls, parameter_set="default"):
+        """Small, fast settings for sktime's tests, whose series have 10 to 50 steps.
+
+        Parameters
+        ----------
+        parameter_set : str, default="default"
+            Ignored: every set is the same.
+
+        Returns
+        -------
+        list of dict
+            An LSTM on windows of 3 steps, and a GRU with ``normalize="last"``
+            trained on the quantile levels sktime's interval and quantile
+            checks ask for.
+        """
+        checked = (0.05, 0.1, 0.125, 0.25, 0.375, 0.45, 0.475, 0.5, 0.525, 0.55, 0.625, 0.75, 0.875, 0.95)
+        return [
+            {"lookback": 3, "hidden_size": 3, "max_iter": 2, "early_stopping": False, "random_state": 0},
+            {"lookback": 4, "cell": "gru", "normalize": "last", "quantiles": checked, "hidden_size": 2,
+             "max_iter": 2, "early_stopping": False, "random_state": 1},
+        ]
+
+
+def _values(frame):
+    """A frame as one series of numlstm: a float64 ``(1, time, column)`` array."""
+    return frame.to_numpy(dtype=np.float64)[None]

@@ -87,6 +87,26 @@ def test_forecast_with_datetime_coords():
     assert ax.get_ylabel() == "co2 [ppm]" and len(ax.get_lines()) == 2
 
 
+def test_forecast_of_the_future_without_truth():
+    history = xr.DataArray([3.0, 4.0, 6.0, 5.0], dims="time", coords={"time": [2000, 2001, 2002, 2003]},
+                           name="flow", attrs={"units": "m3/s"})
+    future = xr.DataArray([5.5, 6.5], dims="time", coords={"time": [2004, 2005]}, name="flow")
+    ax = plot.forecast(None, future, history=history, lower=future - 1, upper=future + 2)
+    hist, pred = ax.get_lines()
+    assert [hist.get_label(), pred.get_label()] == ["history", "forecast"]
+    np.testing.assert_array_equal(pred.get_xdata(), [2004, 2005])
+    np.testing.assert_array_equal(pred.get_ydata(), [5.5, 6.5])
+    (band,) = ax.collections
+    corners = band.get_paths()[0].vertices
+    assert corners[:, 0].min() == 2004 and corners[:, 0].max() == 2005
+    assert corners[:, 1].min() == 4.5 and corners[:, 1].max() == 8.5
+    assert ax.get_ylabel() == "flow [m3/s]"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["history", "forecast", "interval"]
+    # arrays, no history: step numbers, and the forecast's own name labels nothing
+    (only,) = plot.forecast(None, np.array([1.0, 2.0, 3.0])).get_lines()
+    np.testing.assert_array_equal(only.get_xdata(), [0, 1, 2])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(y_true=np.ones(3), y_pred=np.ones(4)), "y_pred has 4 steps but y_true has 3"),
     (dict(y_true=np.ones((3, 2)), y_pred=np.ones(3)), "y_true must be 1-D"),
