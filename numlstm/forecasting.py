@@ -10,8 +10,8 @@ Signature (the surface an adapter, e.g. for sktime, wraps)::
     LSTMForecaster(*, lookback=36, horizon=12, normalize="mean", quantiles=None,
                    cell="lstm", hidden_size=32, num_layers=1, dropout=0.0, batch_size=32,
                    max_iter=200, learning_rate=1e-2, early_stopping=True,
-                   validation_fraction=0.2, n_iter_no_change=10, tol=1e-4,
-                   random_state=None, verbose=False, device="cpu",
+                   validation_fraction=0.2, n_iter_no_change=20, tol=1e-4,
+                   n_models=1, random_state=None, verbose=False, device="cpu",
                    dims=("series", "time", "component"))
     .fit(y, *, past_covariates=None, future_covariates=None, static_covariates=None) -> self
     .predict(horizon=None, *, y=None, past_covariates=None, future_covariates=None,
@@ -260,13 +260,23 @@ class LSTMForecaster(BaseEstimator):
         epochs, stopped by the training loss.
     validation_fraction : float in (0, 1), default=0.2
         Share of each series' last steps held out for ``early_stopping``.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Epochs without improvement (of the held-out loss with
         ``early_stopping``, else of the training loss) before training stops.
+        The held-out loss of a small series is noisy: a patience of 10
+        stopped too early in the backtests of ``docs/guide/forecasting.md``.
     tol : float, default=1e-4
         Smallest improvement of the loss that counts.
+    n_models : int, default=1
+        Networks trained on the same windows from different seeds; the
+        forecast is the mean of theirs (a seed ensemble: it averages out
+        the seed's share of the error at ``n_models`` times the training
+        cost). With ``early_stopping`` the first network's search picks the
+        epoch count for all of them.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights and the shuffling; an int makes ``fit`` reproducible.
+        With ``n_models > 1``, network ``i`` gets ``random_state + i`` (an
+        int) or a seed drawn from the RandomState instance.
     verbose : bool, default=False
         Show a progress bar over epochs.
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -277,8 +287,10 @@ class LSTMForecaster(BaseEstimator):
 
     Attributes
     ----------
+    regressors_ : list of numlstm.LSTMRegressor
+        The ``n_models`` fitted networks.
     regressor_ : numlstm.LSTMRegressor
-        The fitted network: its X has ``lookback`` steps (``lookback +
+        The first of them: its X has ``lookback`` steps (``lookback +
         horizon`` with future covariates) and its y ``horizon *
         n_components_`` columns.
     n_components_ : int
@@ -290,7 +302,8 @@ class LSTMForecaster(BaseEstimator):
     n_windows_ : int
         Training windows cut from the series.
     n_iter_ : int
-        Epochs the final network trained.
+        Epochs the first network trained (with ``early_stopping``, the count
+        every network trained).
     validation_scores_ : list of float or None
         With ``early_stopping``: the held-out loss after each epoch of the
         search (mean squared error, or the pinball loss with ``quantiles``,
@@ -352,6 +365,7 @@ class LSTMForecaster(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "n_models": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
@@ -360,8 +374,8 @@ class LSTMForecaster(BaseEstimator):
 
     def __init__(self, *, lookback=36, horizon=12, normalize="mean", quantiles=None, cell="lstm", hidden_size=32,
                  num_layers=1, dropout=0.0, batch_size=32, max_iter=200, learning_rate=1e-2, early_stopping=True,
-                 validation_fraction=0.2, n_iter_no_change=10, tol=1e-4, random_state=None, verbose=False,
-                 device="cpu", dims=("series", "time", "component")):
+                 validation_fraction=0.2, n_iter_no_change=20, tol=1e-4, n_models=1, random_state=None,
+                 verbose=False, device="cpu", dims=("series", "time", "component")):
         self.lookback = lookback
         self.horizon = horizon
         self.normalize = normalize
@@ -377,6 +391,7 @@ class LSTMForecaster(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.n_models = n_models
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -392,12 +407,20 @@ class LSTMForecaster(BaseEstimator):
             if q is None or not len(q) or not ((q > 0) & (q < 1)).all() or len(np.unique(q)) != len(q):
                 raise ValueError(f"quantiles must be distinct values in (0, 1), got {self.quantiles!r}")
 
-    def _regressor(self):
+    def _seeds(self):
+        """The ``random_state`` of each network of the ensemble."""
+        if self.n_models == 1 or self.random_state is None:
+            return [self.random_state] * self.n_models
+        if isinstance(self.random_state, Integral):
+            return [int(self.random_state) + i for i in range(self.n_models)]
+        return [int(seed) for seed in self.random_state.randint(np.iinfo(np.int32).max, size=self.n_models)]
+
+    def _regressor(self, random_state):
         quantiles = None if self.quantiles is None else tuple(sorted(float(q) for q in self.quantiles))
         return LSTMRegressor(
             cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers, dropout=self.dropout,
             batch_size=self.batch_size, max_iter=self.max_iter, learning_rate=self.learning_rate,
-            n_iter_no_change=self.n_iter_no_change, tol=self.tol, random_state=self.random_state,
+            n_iter_no_change=self.n_iter_no_change, tol=self.tol, random_state=random_state,
             verbose=self.verbose, device=self.device, loss="quantile" if quantiles else None, quantiles=quantiles,
             dims=("sample", "time", "feature"))
 
@@ -518,16 +541,18 @@ class LSTMForecaster(BaseEstimator):
         self._scale_floor = (_SCALE_FLOOR * np.where(every.std(axis=0) > 0, every.std(axis=0), 1)).astype(every.dtype)
         X, Y, ends, lengths = self._windows(panel, past, future, static)
         Y = Y.reshape(len(Y), -1)
-        epochs, scores = self._epochs(X, Y, ends, lengths) if self.early_stopping else (None, None)
-        regressor = self._regressor()
-        if epochs is None:
-            regressor.fit(X, Y)
-        else:  # exactly the epochs the held-out windows chose: reaching them is no failure to converge
-            regressor.set_params(max_iter=epochs, n_iter_no_change=epochs)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        seeds = self._seeds()
+        epochs, scores = self._epochs(X, Y, ends, lengths, seeds[0]) if self.early_stopping else (None, None)
+        self.regressors_ = [self._regressor(seed) for seed in seeds]
+        for regressor in self.regressors_:
+            if epochs is None:
                 regressor.fit(X, Y)
-        self.regressor_ = regressor
+            else:  # exactly the epochs the held-out windows chose: reaching them is no failure to converge
+                regressor.set_params(max_iter=epochs, n_iter_no_change=epochs)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+                    regressor.fit(X, Y)
+        self.regressor_ = regressor = self.regressors_[0]
         self.n_iter_, self.validation_scores_ = regressor.n_iter_, scores
         self.n_components_ = panel.values[0].shape[1]
         self.n_series_ = len(panel.values)
@@ -561,7 +586,7 @@ class LSTMForecaster(BaseEstimator):
         return (np.concatenate(Xs), np.concatenate(Ys).astype(panel.values[0].dtype, copy=False),
                 np.concatenate(ends), np.concatenate(lengths))
 
-    def _epochs(self, X, Y, ends, lengths):
+    def _epochs(self, X, Y, ends, lengths, random_state):
         """The epoch count of least loss on held-out windows, and the loss of every epoch.
 
         The last ``validation_fraction`` of each series' steps (at least
@@ -578,7 +603,7 @@ class LSTMForecaster(BaseEstimator):
                           f"(validation_fraction={self.validation_fraction}); the training loss decides when to stop",
                           UserWarning, stacklevel=3)
             return None, None
-        regressor, losses, best, since = self._regressor(), [], np.inf, 0
+        regressor, losses, best, since = self._regressor(random_state), [], np.inf, 0
         quantiles = None if self.quantiles is None else np.sort(np.asarray(self.quantiles, dtype=float))
         for _ in range(self.max_iter):
             regressor.partial_fit(X[train], Y[train])
@@ -679,7 +704,8 @@ class LSTMForecaster(BaseEstimator):
         p = None if past is None else np.stack([c[len(v) - L: len(v)] for c, v in zip(past, panel.values)])
         f = None if future is None else np.stack([c[len(v) - L: len(v) + H] for c, v in zip(future, panel.values)])
         s = None if static is None else np.stack(static)
-        out = np.asarray(self.regressor_.predict(self._features(inputs, loc, scale, p, f, s)))
+        X = self._features(inputs, loc, scale, p, f, s)
+        out = np.mean([np.asarray(regressor.predict(X)) for regressor in self.regressors_], axis=0)
         n, k = len(inputs), self.n_components_
         if self._quantiles:
             out = out.reshape(n, H, k, len(self._quantiles))

@@ -189,12 +189,26 @@ def test_random_state_makes_it_reproducible_pickling_keeps_it_and_float32_stays_
     np.testing.assert_allclose(single.predict(), one, atol=0.05)
 
 
+def test_an_ensemble_forecasts_the_mean_of_its_members_each_seeded_in_turn():
+    y = trend_and_wave(60)
+    params = dict(SMALL, max_iter=5, n_iter_no_change=5)
+    ensemble = LSTMForecaster(lookback=8, horizon=2, n_models=3, **params).fit(y)
+    members = [LSTMForecaster(lookback=8, horizon=2, **dict(params, random_state=i)).fit(y).predict() for i in range(3)]
+    assert len(ensemble.regressors_) == 3 and ensemble.regressor_ is ensemble.regressors_[0]
+    np.testing.assert_allclose(ensemble.predict(), np.mean(members, axis=0))
+    assert not np.allclose(members[0], members[1])
+    searched = LSTMForecaster(lookback=8, horizon=2, hidden_size=8, max_iter=6, n_iter_no_change=2, n_models=2,
+                              random_state=0).fit(y)            # one search picks the epochs of every member
+    assert [r.n_iter_ for r in searched.regressors_] == [searched.n_iter_] * 2
+
+
 @pytest.mark.parametrize("params, match", [
     (dict(horizon=0), "horizon"),
     (dict(lookback=-1), "lookback"),
     (dict(normalize="diff"), "normalize"),
     (dict(quantiles=(0.5, 1.5)), "quantiles"),
     (dict(dims=("a", "a", "b")), "dims"),
+    (dict(n_models=0), "n_models"),
 ])
 def test_bad_parameters_are_named_in_fit(params, match):
     fc = LSTMForecaster(**params)                               # __init__ only stores them
