@@ -271,7 +271,7 @@ class LSTMSktimeForecaster(BaseForecaster):
         Training, as in ``numlstm.LSTMForecaster``, with its defaults.
     early_stopping, validation_fraction, n_iter_no_change, tol
         When to stop, as in ``numlstm.LSTMForecaster``, with its defaults.
-    random_state, verbose, device
+    n_models, random_state, verbose, device
         As in ``numlstm.LSTMForecaster``, with its defaults.
 
     Attributes
@@ -341,6 +341,7 @@ class LSTMSktimeForecaster(BaseForecaster):
         validation_fraction=_FORECASTER_DEFAULTS["validation_fraction"],
         n_iter_no_change=_FORECASTER_DEFAULTS["n_iter_no_change"],
         tol=_FORECASTER_DEFAULTS["tol"],
+        n_models=_FORECASTER_DEFAULTS["n_models"],
         random_state=_FORECASTER_DEFAULTS["random_state"],
         verbose=_FORECASTER_DEFAULTS["verbose"],
         device=_FORECASTER_DEFAULTS["device"],
@@ -359,6 +360,7 @@ class LSTMSktimeForecaster(BaseForecaster):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.n_models = n_models
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
