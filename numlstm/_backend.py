@@ -9,7 +9,9 @@ DEVICES = ("cpu", "cuda")
 
 
 def get_backend(device):
-    """Return the package of cell modules (``lstm``, ``gru``, ``rnn``) for ``device``.
+    """Return the package of cell modules for ``device``, one per registered cell family.
+
+    The modules are named like the specs of ``numlstm.cells.registry.SPECS``.
 
     Raises
     ------
