@@ -5,7 +5,9 @@
   with a warm on-disk Numba cache;
 - the same with a cold cache: NUMBA_CACHE_DIR points at a new empty temporary
   directory, so every kernel the forward needs is compiled. The import is timed
-  too here, in case kernels are compiled eagerly at import.
+  too here, in case kernels are compiled eagerly at import;
+- a cold first ``fit`` of a default ``LSTMRegressor`` on a small problem (64
+  sequences of 20 steps, 3 epochs), with the import, in a cold cache too.
 """
 
 import subprocess
@@ -80,6 +82,32 @@ class FirstForwardColdCache:
             raise NotImplementedError("numlstm.LSTM / numlstm.GRU not available yet")
 
     def timeraw_first_forward_cold_cache(self, cls):
-        setup = _PRELUDE + "import os, tempfile\nos.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='numlstm-cold-')\n"
+        setup = (_PRELUDE + "import os, tempfile\n"
+                 "os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='numlstm-cold-')\n")
         stmt = _BUILD.format(cls=cls) + _FORWARD
         return stmt, setup
+
+
+_FIT = """
+import numpy as np
+import numlstm
+X = np.random.default_rng(0).standard_normal((64, 20, 3)).astype(np.float32)
+numlstm.LSTMRegressor(max_iter=3, random_state=0).fit(X, X[:, :, 0].sum(axis=1))
+"""
+
+
+class FirstFitColdCache:
+    number = 1
+    repeat = (1, 3, 120.0)
+    timeout = 600
+
+    def setup(self):
+        if not have_layers():
+            raise NotImplementedError("numlstm.LSTMRegressor not available yet")
+
+    def timeraw_first_fit_cold_cache(self):
+        setup = _PRELUDE + ("import os, tempfile, warnings\n"
+                            "os.environ['NUMBA_CACHE_DIR'] = "
+                            "tempfile.mkdtemp(prefix='numlstm-cold-')\n"
+                            "warnings.simplefilter('ignore')\n")
+        return _FIT, setup

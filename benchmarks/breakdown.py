@@ -80,7 +80,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args(argv)
     sizes = [C.parse_size(s) for s in args.sizes.split(",")]
-    print(f"{'cell':>4} {'T x B x I x H':>15} {'forward ms':>11} {'input GEMM':>14} {'recurrent GEMM':>16} {'pointwise+other':>17}")
+    print(f"{'cell':>4} {'T x B x I x H':>15} {'forward ms':>11} {'input GEMM':>14} {'recurrent GEMM':>16} "
+          f"{'pointwise+other':>17}")
     with C.limited_threads(args.threads):
         for cell in args.cells.split(","):
             for size in sizes:

@@ -9,7 +9,9 @@ DEVICES = ("cpu", "cuda")
 
 
 def get_backend(device):
-    """Return the package of cell modules (``lstm``, ``gru``, ``rnn``) for ``device``.
+    """Return the package of cell modules for ``device``, one per registered cell family.
+
+    The modules are named like the specs of ``numlstm.cells.registry.SPECS``.
 
     Raises
     ------
@@ -29,7 +31,7 @@ def get_backend(device):
     raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_available():
     """Whether ``device='cuda'`` can run here (a GPU, or the CUDA simulator)."""
     try:

@@ -247,3 +247,28 @@ def run_on_rows(fn, n_rows, calls_blas=False):
             wait(futures)  # the helpers' share ends with their ranges, even if the first one failed
         finally:
             give_back_share()
+
+
+# ---- kernel tunables ---------------------------------------------------------------------------
+# The sizes the CPU kernels are built and split by, in one place. Measurements behind each value
+# are in docs/performance.md.
+
+#: Bytes of one SIMD vector register (AVX2), and vectors per column panel of the packed weights:
+#: a panel is PANEL_VECTORS * VECTOR_BYTES // itemsize columns wide (numlstm.cells.gemm).
+VECTOR_BYTES = 32
+PANEL_VECTORS = 2
+#: Rows of the largest register tile of ``matmul_nt``.
+TILE_ROWS = 4
+#: Below this many rows multiplied by one weight per call (rows per thread times steps), the
+#: weights are not packed into panels: plain loops are cheaper than the packing.
+PACK_MIN_USES = 16
+#: ``matmul`` splits a product across threads from this many multiply-adds up, in blocks of
+#: this many rows (fixed, so that every number is the same for any thread count).
+SPLIT_MIN_MACS = 1 << 22
+SPLIT_BLOCK_ROWS = 128
+#: The unit split of inference (numlstm.cells.common.unit_split): units per range at least (and
+#: the multiple of the inner bounds), weights per step from which one row is split, and rows of
+#: input that each part projects at once.
+UNIT_SPLIT_MIN_UNITS = 8
+UNIT_SPLIT_MIN_WEIGHTS = 40_000
+UNIT_SPLIT_PROJECTION_ROWS = 32

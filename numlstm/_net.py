@@ -9,24 +9,31 @@ import math
 
 import numpy as np
 
-from numlstm import _backend
+from numlstm import _backend, layers
 from numlstm._config import MAX_MODEL_BYTES
-from numlstm.layers import GRU, LSTM, RNN, no_grad
+from numlstm.cells.registry import get as cell_spec
+from numlstm.layers import no_grad
 
 __all__ = ["SequenceNet", "loadable_config", "check_size"]
 
-_LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-_LSTM_ONLY = ("peephole", "coupled", "forget_bias")
+
+def _cell_options(config):
+    """The cell family's own options (``spec.options``) from ``config``, defaults if absent."""
+    spec = cell_spec(config["cell"])
+    return {name: config.get(name, default) for name, default in spec.defaults().items()}
+
 
 def _parameter_count(config):
     """The number of weights of the net ``config`` describes, counted from the shapes."""
-    gates = {"lstm": 3 if config.get("coupled") else 4, "gru": 3, "rnn": 1}[config["cell"]]
+    spec = cell_spec(config["cell"])
+    options = _cell_options(config)
+    G = spec.n_gates(**options) * config["hidden_size"]
     hidden, directions = config["hidden_size"], 2 if config["bidirectional"] else 1
-    peephole = (gates - 1) * hidden if config.get("peephole") else 0
+    extra = sum(math.prod(shape) for shape in spec.extra_params(hidden, **options).values())
     count = 0
     for layer in range(config["num_layers"]):
         inputs = config["input_size"] if layer == 0 else directions * hidden
-        count += directions * (gates * hidden * (inputs + hidden + 2) + peephole)
+        count += directions * (G * (inputs + hidden + 2) + extra)
     embedding = (config.get("vocabulary_size") or 0) * config["input_size"]
     return count + config["n_outputs"] * (directions * hidden + 1) + embedding
 
@@ -75,10 +82,11 @@ class SequenceNet:
     Parameters
     ----------
     config : dict
-        ``cell`` ("lstm", "gru" or "rnn"), ``input_size``, ``hidden_size``,
-        ``num_layers``, ``bidirectional``, ``dropout``, ``dtype``, ``device``,
-        ``seed`` (int), ``n_outputs``, ``per_step`` (bool) and, for LSTM,
-        ``peephole``, ``coupled`` and ``forget_bias``; for token input,
+        ``cell`` (a name in ``numlstm.cells.registry.SPECS``), ``input_size``,
+        ``hidden_size``, ``num_layers``, ``bidirectional``, ``dropout``,
+        ``dtype``, ``device``, ``seed`` (int), ``n_outputs``, ``per_step``
+        (bool) and the cell's own options (``spec.options``: for LSTM
+        ``peephole``, ``coupled`` and ``forget_bias``); for token input,
         ``vocabulary_size``: the rows of an embedding table of width
         ``input_size`` that the input's token indices look up. It must be
         JSON-able: ``numlstm.io`` stores it.
@@ -108,8 +116,8 @@ class SequenceNet:
         check_size(config)
         self.config = dict(config)
         cfg = self.config
-        kwargs = {k: cfg[k] for k in _LSTM_ONLY} if cfg["cell"] == "lstm" else {}
-        self.layer = _LAYERS[cfg["cell"]](
+        layer_class = getattr(layers, cell_spec(cfg["cell"]).layer)
+        self.layer = layer_class(
             cfg["input_size"],
             cfg["hidden_size"],
             num_layers=cfg["num_layers"],
@@ -119,7 +127,7 @@ class SequenceNet:
             dtype=cfg["dtype"],
             seed=cfg["seed"],
             device=cfg["device"],
-            **kwargs,
+            **_cell_options(cfg),
         ).eval()
         width = self.layer.hidden_size * self.layer.num_directions
         bound = 1 / math.sqrt(width)
@@ -147,10 +155,29 @@ class SequenceNet:
     def device(self):
         return self.config["device"]
 
+    def parameter_names(self):
+        """The parameters' names, in the order of ``parameters`` and ``backward``: the layer's
+        (torch names), ``head.weight``, ``head.bias``, then ``embedding.weight`` if there is one."""
+        return [*self.layer.params, *self._extra()]
+
+    def named_parameters(self):
+        """The live parameter arrays by name (device arrays on "cuda" for the layer's)."""
+        return {**self.layer.params, **self._extra()}
+
     def parameters(self):
-        """The live parameter arrays: the layer's (device arrays on "cuda"), the head's weight and
-        bias, then the embedding table if there is one."""
-        return [*self.layer.params.values(), *self._extra().values()]
+        """The live parameter arrays, in ``parameter_names`` order."""
+        named = self.named_parameters()
+        return [named[name] for name in self.parameter_names()]
+
+    def train(self):
+        """Training mode: dropout between layers is active. Returns self."""
+        self.layer.train()
+        return self
+
+    def eval(self):
+        """Evaluation mode: no dropout. Returns self."""
+        self.layer.eval()
+        return self
 
     def state_dict(self):
         """Copies of all weights: the layer's under torch names, then ``head.weight``, ``head.bias``
@@ -185,15 +212,18 @@ class SequenceNet:
             raise ValueError(f"invalid generator state ({exc})") from exc
 
     def _rows(self, out, lengths):
-        """The head's input rows, and how to scatter their gradient back into ``out``."""
+        """The head's input rows from the time-major ``out``, and where their gradient goes.
+
+        Per-step rows come sample-major (sample by sample, each in time order).
+        """
         hidden = self.layer.hidden_size
         if self.per_step:
-            mask = np.arange(out.shape[1]) < lengths[:, None]
-            return out[mask], mask
-        last = (np.arange(len(lengths)), lengths - 1)
+            mask = np.arange(out.shape[0]) < lengths[:, None]  # (batch, time)
+            return out.transpose(1, 0, 2)[mask], mask
+        last = (lengths - 1, np.arange(len(lengths)))
         parts = [out[last][:, :hidden]]
         if self.layer.bidirectional:
-            parts.append(out[:, 0, hidden:])
+            parts.append(out[0, :, hidden:])
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0], last
 
     def forward(self, x, lengths):
@@ -213,41 +243,48 @@ class SequenceNet:
             What ``backward`` needs; useless after a forward under ``no_grad``.
         """
         tokens = None
+        lengths = np.asarray(lengths, np.int64)
         if self.embedding is not None:
-            tokens, x = x, self.embedding[x]
-        out, _ = self.layer(x, lengths=lengths)
+            tokens, x = x, self.embedding[x.T]  # time-major, fresh
+        else:
+            x = x.transpose(1, 0, 2)  # the one conversion: the layer makes it contiguous
+        out = self.layer._trusted_forward(x, lengths)
         rows, where = self._rows(out, lengths)
         return rows @ self.weight.T + self.bias, (out.shape, rows, where, tokens, lengths)
 
     def predict(self, x, lengths, chunk_size=1024):
         """``forward`` without dropout or gradient storage, in chunks of samples."""
         with no_grad():
-            parts = [self.forward(x[i : i + chunk_size], lengths[i : i + chunk_size])[0] for i in range(0, len(x), chunk_size)]
+            parts = [self.forward(x[i : i + chunk_size], lengths[i : i + chunk_size])[0]
+                     for i in range(0, len(x), chunk_size)]
         return np.concatenate(parts)
 
-    def backward(self, grad_outputs, cache):
-        """Gradients of all parameters, in ``parameters`` order, from the outputs' gradient."""
+    def backward(self, grad_outputs, cache, named=False):
+        """Gradients of all parameters from the outputs' gradient.
+
+        A list in ``parameter_names`` order, or with ``named`` a dict by name
+        (for an optimizer built with ``named_parameters``). The input's
+        gradient is computed only for an embedding table.
+        """
         shape, rows, where, tokens, lengths = cache
         grad_rows = grad_outputs @ self.weight
-        grad_out = np.zeros(shape, self.weight.dtype)
+        grad_out = np.zeros(shape, self.weight.dtype)  # time-major, like the layer's output
         hidden = self.layer.hidden_size
         if self.per_step:
-            grad_out[where] = grad_rows
+            grad_out.transpose(1, 0, 2)[where] = grad_rows
         else:
             grad_out[where[0], where[1], :hidden] = grad_rows[:, :hidden]
             if self.layer.bidirectional:
-                grad_out[:, 0, hidden:] = grad_rows[:, hidden:]
-        if self.device != "cpu":  # a device array in: grad_x and the state gradients stay there
-            grad_out = _backend.get_backend(self.device).to_device(grad_out)
-        grad_x, _ = self.layer.backward(grad_out)
-        grads = [*self.layer.grads.values(), grad_outputs.T @ rows, grad_outputs.sum(axis=0)]
+                grad_out[0, :, hidden:] = grad_rows[:, hidden:]
+        grad_x = self.layer._trusted_backward(grad_out, need_input_grad=self.embedding is not None)
+        grads = {**self.layer.grads, "head.weight": grad_outputs.T @ rows,
+                 "head.bias": grad_outputs.sum(axis=0)}
         if self.embedding is not None:  # each valid step's input gradient goes to its token's row
             valid = np.arange(tokens.shape[1]) < lengths[:, None]
-            grad_x = _backend.get_backend(self.device).asnumpy(grad_x)
             grad_table = np.zeros_like(self.embedding)
-            np.add.at(grad_table, tokens[valid], grad_x[valid])
-            grads.append(grad_table)
-        return grads
+            np.add.at(grad_table, tokens[valid], grad_x.transpose(1, 0, 2)[valid])
+            grads["embedding.weight"] = grad_table
+        return grads if named else [grads[name] for name in self.parameter_names()]
 
     def gate_states(self, x, lengths):
         """The layer's per-step gates and states, each (num_layers, num_directions, T, batch, size)."""

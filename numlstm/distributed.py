@@ -89,11 +89,8 @@ class _ShardedGradients:
 
 
 def _weighted_sum(gradients, shares):
-    """``sum(share * grads)`` of gradients given as lists or dicts of arrays, keeping their form."""
-    first = gradients[0]
-    keys = list(first) if isinstance(first, dict) else range(len(first))
-    total = {key: sum(grads[key] * share for grads, share in zip(gradients, shares)) for key in keys}
-    return total if isinstance(first, dict) else [total[key] for key in keys]
+    """``sum(share * grads)`` of gradients given as dicts of arrays, by name."""
+    return {name: sum(grads[name] * share for grads, share in zip(gradients, shares)) for name in gradients[0]}
 
 
 def _remote_gradients(est, weights, x, lengths, rows, row_weights):
@@ -109,8 +106,8 @@ def _remote_gradients(est, weights, x, lengths, rows, row_weights):
     with _WORKER_LOCK:
         net = est.network_
         net.load_state_dict(weights)
-        net.layer.train()
+        net.train()
         try:
             return shard_gradients(est, x, lengths, rows, row_weights)
         finally:
-            net.layer.eval()
+            net.eval()

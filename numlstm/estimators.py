@@ -26,6 +26,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from numlstm import _backend, io
 from numlstm._net import SequenceNet
+from numlstm.cells.registry import SPECS as CELLS
 from numlstm.data import (
     MISSING,
     _check_dims,
@@ -258,7 +259,7 @@ class _SequenceEstimator(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "cell": [StrOptions({"lstm", "gru", "rnn"})],
+        "cell": [StrOptions(set(CELLS))],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "num_layers": [Interval(Integral, 1, None, closed="left")],
         "bidirectional": ["boolean"],
@@ -537,8 +538,9 @@ class _SequenceEstimator(BaseEstimator):
             n_outputs=n_outputs,
             per_step=per_step,
         )
-        if self.cell == "lstm":
-            config.update(peephole=self.peephole, coupled=self.coupled, forget_bias=float(self.forget_bias))
+        # the cell's options that are hyper-parameters here (the others keep their defaults)
+        config.update({name: type(default)(getattr(self, name))
+                       for name, default in CELLS[self.cell].defaults().items() if name in self._parameter_constraints})
         self.network_ = SequenceNet(config)
         self.loss_curve_ = []
         self.best_loss_ = np.inf
@@ -554,7 +556,7 @@ class _SequenceEstimator(BaseEstimator):
             )
 
     def _make_optimizer(self):
-        params = self.network_.parameters()
+        params = self.network_.named_parameters()  # paired with the gradients by name
         if self.optimizer == "adam":
             return Adam(params, self.learning_rate, weight_decay=self.weight_decay)
         return SGD(params, self.learning_rate, self.momentum, self.nesterov, self.weight_decay)

@@ -70,6 +70,7 @@ from sklearn.utils import check_random_state
 
 from numlstm._config import MAX_MODEL_BYTES  # the default cap on a model file's arrays, in bytes
 from numlstm._net import SequenceNet, check_size, loadable_config
+from numlstm.cells.registry import SPECS as CELLS
 from numlstm.data import MISSING, Standardizer
 
 __all__ = [
@@ -596,7 +597,7 @@ _NET_CONFIG_TYPES = {
 }
 
 # Saved only for cell="lstm".
-_LSTM_CONFIG_TYPES = {"peephole": bool, "coupled": bool, "forget_bias": float}
+_LSTM_CONFIG_TYPES = {option.name: type(option.default) for option in CELLS["lstm"].options}
 
 
 def checked_net_config(config):
@@ -612,7 +613,7 @@ def checked_net_config(config):
         value = config[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"network config {key!r} must be {kind.__name__}, got {value!r}")
-    if config["cell"] not in ("lstm", "gru", "rnn") or config["dtype"] not in ("float32", "float64"):
+    if config["cell"] not in CELLS or config["dtype"] not in ("float32", "float64"):
         raise ValueError("network config names an unknown cell or dtype")
     if config["device"] not in ("cpu", "cuda"):
         raise ValueError(f"network config names an unknown device {config['device']!r}")

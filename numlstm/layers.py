@@ -5,7 +5,9 @@ runs, stack layers and directions, apply dropout between layers, own the
 weights under PyTorch's names, and keep what ``backward`` needs.
 """
 
+import inspect
 import math
+import textwrap
 import threading
 from numbers import Integral, Real
 
@@ -14,6 +16,7 @@ import numpy as np
 from numlstm import _compile_notice
 from numlstm._backend import get_backend
 from numlstm._config import SUPPORTED_DTYPES
+from numlstm.cells.registry import SPECS
 
 __all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled"]
 
@@ -100,19 +103,52 @@ def _check_finite(name, converted, original):
     raise ValueError(f"{name} contains NaN or inf")
 
 
-class _RecurrentLayer:
-    """Stacked, optionally bidirectional recurrence shared by LSTM, GRU and RNN.
+def _documented(cls):
+    """``cls`` with its spec's options documented where its docstring says ``<cell options>``.
 
-    Subclasses set ``_cell_name`` (the kernel module), ``_state_arity`` (1 for
-    ``h``, 2 for ``(h, c)``) and ``_num_gates``.
+    An option that is a parameter of the constructor (the RNN's
+    ``nonlinearity``, where PyTorch has it) gets an entry of its own; the
+    others come in as ``**options``, listed in that entry.
+    """
+    explicit = inspect.signature(cls.__init__).parameters
+    lines, keywords = [], []
+    for option in cls._spec.options:
+        if option.choices:
+            kind = "{" + ", ".join(f'"{c}"' for c in option.choices) + "}"
+        else:
+            kind = type(option.default).__name__
+        default = f'"{option.default}"' if isinstance(option.default, str) else option.default
+        if option.name in explicit:
+            lines.append(f"    {option.name} : {kind}, default {default}")
+            lines += textwrap.wrap(option.doc, 78, initial_indent=" " * 8,
+                                   subsequent_indent=" " * 8)
+        else:  # no line may start with " - " (a list item): wrap with that space held
+            text = f"- ``{option.name}`` ({kind}, default {default}): {option.doc}"
+            keywords += [line.replace("\N{NO-BREAK SPACE}", " ") for line in textwrap.wrap(
+                text.replace(" - ", "\N{NO-BREAK SPACE}-\N{NO-BREAK SPACE}"), 78, initial_indent=" " * 8,
+                subsequent_indent=" " * 10)]
+    if keywords:
+        lines += ["    **options", "        The cell's own options, keyword only:", ""] + keywords
+    if "    <cell options>\n" not in cls.__doc__:
+        raise TypeError(f"{cls.__name__}'s docstring has no place for its cell options")
+    options = "".join(f"{line}\n" for line in lines)
+    cls.__doc__ = cls.__doc__.replace("    <cell options>\n", options)
+    return cls
+
+
+class _RecurrentLayer:
+    """Stacked, optionally bidirectional recurrence of any registered cell family.
+
+    Subclasses set ``_spec`` (a ``numlstm.cells.registry.CellSpec``), which
+    says everything cell-specific: gates, states, options, weights and the
+    kernel module. ``options`` are the family's own constructor options.
     """
 
-    _cell_name = None
-    _state_arity = 1
-    _num_gates = 1
+    _spec = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype="float32", seed=None, device="cpu"):
+                 dropout=0.0, bidirectional=False, *, dtype="float32", seed=None, device="cpu",
+                 proj_size=0, options=None):
         self.input_size = _check_int("input_size", input_size, 1)
         self.hidden_size = _check_int("hidden_size", hidden_size, 1)
         self.num_layers = _check_int("num_layers", num_layers, 1)
@@ -133,6 +169,15 @@ class _RecurrentLayer:
         self._rng = np.random.default_rng(seed)
         self.training = True
         self._training_state = threading.local()
+        spec = self._spec
+        self._proj_size = _check_int("proj_size", proj_size, 0)
+        if self._proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size={self.hidden_size}, "
+                             f"got {self._proj_size}")
+        self._options = spec.check_options(options or {})
+        spec.check_bias(self._options, self.bias)
+        self.__dict__.update(self._options)  # public, as torch's layers show their arguments
+        self._init_params()
 
     def _init_params(self):
         """Draw U(-1/sqrt(H), 1/sqrt(H)) weights on the host, then move them to the device once.
@@ -142,14 +187,13 @@ class _RecurrentLayer:
         k = 1.0 / math.sqrt(self.hidden_size)
         host = {name: self._rng.uniform(-k, k, size=shape).astype(self.dtype)
                 for name, shape in self._param_shapes().items()}
-        self._adjust_initial_params(host)
+        if self._spec.init is not None:
+            self._spec.init(host, self.hidden_size, [sfx for _, _, sfx in self._suffixes()],
+                            **self._options)
         xp = self._backend
         self.params = {name: xp.to_device(value) for name, value in host.items()}
         self._zero_bias = xp.zeros(self._gate_rows(), self.dtype)
         self._empty = xp.zeros((0, self.hidden_size), self.dtype)
-
-    def _adjust_initial_params(self, params):
-        """Hook for a cell to change its freshly drawn host weights in place."""
 
     # ---- training state, one per thread ---------------------------------------------------
 
@@ -180,6 +224,10 @@ class _RecurrentLayer:
     def __setstate__(self, state):
         state = dict(state)
         cache, grads = state.pop("_cache"), state.pop("grads")
+        # layers pickled before the cell registry kept their options as plain attributes
+        state.setdefault("_proj_size", state.pop("proj_size", 0))
+        state.setdefault("_options", {name: state.get(name, default)
+                                      for name, default in self._spec.defaults().items()})
         self.__dict__.update(state, _training_state=threading.local())
         self._cache, self.grads = cache, grads
 
@@ -192,10 +240,14 @@ class _RecurrentLayer:
     @property
     def output_size(self):
         """Size of ``h``: ``proj_size`` for a projected LSTM, else ``hidden_size``."""
-        return self.hidden_size
+        return self._proj_size or self.hidden_size
+
+    @property
+    def _state_arity(self):
+        return len(self._spec.states)
 
     def _gate_rows(self):
-        return self._num_gates * self.hidden_size
+        return self._spec.n_gates(**self._options) * self.hidden_size
 
     def _state_sizes(self):
         return (self.output_size, self.hidden_size)[: self._state_arity]
@@ -218,17 +270,23 @@ class _RecurrentLayer:
             if self.bias:
                 shapes["bias_ih" + sfx] = (G,)
                 shapes["bias_hh" + sfx] = (G,)
-            shapes.update(self._extra_param_shapes(sfx))
+            if self._proj_size:
+                shapes["weight_hr" + sfx] = (self._proj_size, self.hidden_size)
+            shapes.update({name + sfx: shape for name, shape in
+                           self._spec.extra_params(self.hidden_size, **self._options).items()})
         return shapes
 
-    def _extra_param_shapes(self, sfx):
-        return {}
-
     def _direction_params(self, sfx):
-        """One direction's weights under the kernels' unsuffixed names."""
+        """One direction's weights under the kernels' unsuffixed names.
+
+        A layer without biases passes zeros; the optional weights the kernels
+        always take (``spec.kernel_params``) are (0, H) arrays when absent.
+        """
         p = {"weight_ih": self.params["weight_ih" + sfx], "weight_hh": self.params["weight_hh" + sfx]}
         for name in ("bias_ih", "bias_hh"):
             p[name] = self.params[name + sfx] if self.bias else self._zero_bias
+        for name in self._spec.kernel_params:
+            p[name] = self.params.get(name + sfx, self._empty)
         return p
 
     # ---- weights ------------------------------------------------------------------------
@@ -373,12 +431,15 @@ class _RecurrentLayer:
             raise ValueError(f"{name} must have shape {expected}, got {arr.shape}")
         return xp.to_device((arr if batched else arr[:, None, :]).copy())
 
+    def _zero_states(self, B):
+        """Every layer's and direction's states, zeros, (L*D, B, size) each."""
+        LD = self.num_layers * self.num_directions
+        return tuple(self._backend.zeros((LD, B, size), self.dtype) for size in self._state_sizes())
+
     def _check_states(self, name, value, names, B, batched):
         """``hx``-like argument: None (zeros), an array, or an (h, c) pair for LSTM."""
-        LD = self.num_layers * self.num_directions
         if value is None:
-            return tuple(self._backend.zeros((LD, B, size), self.dtype)
-                         for size in self._state_sizes())
+            return self._zero_states(B)
         if self._state_arity == 2:
             if not isinstance(value, (tuple, list)) or len(value) != 2:
                 raise TypeError(f"{name} must be a tuple ({names[0]}, {names[1]}), "
@@ -414,10 +475,11 @@ class _RecurrentLayer:
         return get_backend(self.device)
 
     def _cell(self):
-        return getattr(self._backend, self._cell_name)
+        return getattr(self._backend, self._spec.name)
 
     def _cell_options(self):
-        return {}
+        """The keyword arguments of the kernels (``spec.kernel_options``)."""
+        return self._spec.kernel_options(**self._options)
 
     def _run(self, x, states, lengths, store, use_dropout):
         """Every layer and direction; returns output, final states and per-layer caches.
@@ -485,12 +547,49 @@ class _RecurrentLayer:
         T, B, _ = x.shape
         lengths = self._check_lengths(lengths, T, B)
         states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
+        out, final = self._forward(x, states, lengths, store, batched)
+        return (self._format_sequence(out, batched, device_io),
+                self._format_states(final, batched, device_io))
+
+    def _forward(self, x, states, lengths, store, batched=True):
+        """Every layer and direction on checked arguments; keeps the cache when ``store``.
+
+        ``x`` is a time-major (T, B, I) array of the layer's dtype on its
+        device, ``states`` fresh arrays, ``lengths`` int64 in [1, T].
+        Returns the time-major output and the final states.
+        """
+        T, B, _ = x.shape
         out, final, caches, masks, dev_lengths = self._run(x, states, lengths, store,
                                                            self.training)
         self._cache = dict(caches=caches, masks=masks, lengths=dev_lengths, shape=(T, B),
                            batched=batched) if store else None
-        return (self._format_sequence(out, batched, device_io),
-                self._format_states(final, batched, device_io))
+        return out, final
+
+    def _trusted_forward(self, x, lengths):
+        """Forward for a caller that checked its arguments (``numlstm._net``): no copies, no checks.
+
+        ``x`` is a time-major (T, B, I) float array holding finite numbers,
+        which the cache may keep (so the caller must not change it),
+        ``lengths`` int64 in [1, T]; the initial states are zeros. Stores
+        what ``backward`` needs unless under ``no_grad``. Returns the
+        time-major output on the host.
+        """
+        xp = self._backend
+        x = xp.to_device(np.ascontiguousarray(x, dtype=self.dtype))
+        out, _ = self._forward(x, self._zero_states(x.shape[1]), lengths, is_grad_enabled())
+        return xp.asnumpy(out)
+
+    def _trusted_backward(self, grad_out, need_input_grad=True):
+        """``backward`` after ``_trusted_forward``: ``grad_out`` time-major, finite, layer's dtype.
+
+        The final states get no gradient. Returns the time-major input
+        gradient on the host, or None without ``need_input_grad`` (its GEMM
+        is then skipped).
+        """
+        xp = self._backend
+        dstates = self._zero_states(self._cache["shape"][1])
+        grad_x = self._backward(xp.to_device(grad_out), dstates, need_input_grad)
+        return None if grad_x is None else xp.asnumpy(grad_x)
 
     def backward(self, grad_out, grad_hx_n=None):
         """Back-propagate through the last forward pass.
@@ -546,9 +645,25 @@ class _RecurrentLayer:
             g = xp.swap01(g)
         g = xp.to_device(g)
         dstates = self._check_states("grad_hx_n", grad_hx_n, ("grad_h_n", "grad_c_n"), B, batched)
+        dinp = self._backward(g, dstates)
+        return (self._format_sequence(dinp, batched, device_io),
+                self._format_states(dstates, batched, device_io))
+
+    def _backward(self, g, dstates, need_input_grad=True):
+        """Every layer and direction backward from the time-major ``g`` on the layer's device.
+
+        ``dstates`` hold the final states' gradients and get the initial
+        ones'. Sets ``self.grads``; returns the input gradient, or None
+        without ``need_input_grad``.
+        """
+        cache = self._cache
+        xp = self._backend
+        D, P = self.num_directions, self.output_size
         cell, options = self._cell(), self._cell_options()
         grads = {}
+        dinp = None
         for layer in reversed(range(self.num_layers)):
+            need_dx = layer > 0 or need_input_grad
             dinp = None
             for direction in range(D):
                 sfx = self._suffix(layer, direction)
@@ -556,8 +671,10 @@ class _RecurrentLayer:
                 dstate = tuple(s[idx] for s in dstates)
                 dx, dgrads = cell.backward(self._direction_params(sfx),
                                            cache["caches"][layer][direction], cache["lengths"],
-                                           bool(direction), g, direction * P, dstate, **options)
-                dinp = dx if dinp is None else xp.add(dinp, dx)
+                                           bool(direction), g, direction * P, dstate,
+                                           need_dx=need_dx, **options)
+                if need_dx:
+                    dinp = dx if dinp is None else xp.add(dinp, dx)
                 for name, value in dgrads.items():
                     if name + sfx in self.params:
                         grads[name + sfx] = value
@@ -565,8 +682,7 @@ class _RecurrentLayer:
                 mask = cache["masks"][layer - 1]
                 g = xp.multiply(dinp, mask) if mask is not None else dinp
         self.grads = {name: grads[name] for name in self.params}
-        return (self._format_sequence(dinp, batched, device_io),
-                self._format_states(dstates, batched, device_io))
+        return dinp
 
     def gate_states(self, x, hx=None, lengths=None):
         """Per-step gate activations and states, for inspection.
@@ -587,8 +703,8 @@ class _RecurrentLayer:
         lengths = self._check_lengths(lengths, T, B)
         states = self._check_states("hx", hx, ("h0", "c0"), B, batched)
         _, _, caches, _, _ = self._run(x, states, lengths, True, False)
-        cell = self._cell()
-        per_layer = [[cell.gate_states(caches[layer][direction], bool(direction))
+        cell, options = self._cell(), self._cell_options()
+        per_layer = [[cell.gate_states(caches[layer][direction], bool(direction), **options)
                       for direction in range(self.num_directions)]
                      for layer in range(self.num_layers)]
         padded = np.arange(T)[:, None] >= lengths[None, :]
@@ -606,9 +722,15 @@ class _RecurrentLayer:
             if getattr(self, name) != default:
                 args.append(f"{name}={getattr(self, name)!r}")
         args.append(f"dtype={self.dtype.name!r}")
+        if self._proj_size:
+            args.append(f"proj_size={self._proj_size!r}")
+        defaults = self._spec.defaults()
+        args += [f"{name}={value!r}" for name, value in self._options.items()
+                 if value != defaults[name]]
         return f"{type(self).__name__}({', '.join(args)})"
 
 
+@_documented
 class LSTM(_RecurrentLayer):
     """Long short-term memory layer, computing what ``torch.nn.LSTM`` computes.
 
@@ -636,16 +758,7 @@ class LSTM(_RecurrentLayer):
     seed : int, numpy Generator or None
         Seeds the weight initialisation and dropout.
     device : {"cpu", "cuda"}, default "cpu"
-    peephole : bool, default False
-        Gers & Schmidhuber (2000) peepholes, ``weight_peephole_l{k}`` (3, H):
-        rows (i, f, o); i and f see c_{t-1}, o sees c_t.
-    coupled : bool, default False
-        Coupled input-forget gate, f = 1 - i (Greff et al. 2017). The gate
-        rows are (i, g, o); peepholes then have rows (i, o).
-    forget_bias : float, default 0.0
-        Added to the forget-gate rows of ``bias_ih`` at initialisation
-        (Jozefowicz et al. 2015 suggest 1.0). For a coupled cell it is
-        subtracted from the input-gate rows, which has the same effect on f.
+    <cell options>
 
     Notes
     -----
@@ -654,64 +767,21 @@ class LSTM(_RecurrentLayer):
     U(-1/sqrt(H), 1/sqrt(H)) as in PyTorch.
     """
 
-    _cell_name = "lstm"
-    _state_arity = 2
+    _spec = SPECS["lstm"]
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype="float32", seed=None,
-                 device="cpu", peephole=False, coupled=False, forget_bias=0.0):
+                 device="cpu", **options):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, device=device)
-        self.proj_size = _check_int("proj_size", proj_size, 0)
-        if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size must be smaller than hidden_size={self.hidden_size}, "
-                             f"got {self.proj_size}")
-        self.peephole = _check_bool("peephole", peephole)
-        self.coupled = _check_bool("coupled", coupled)
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, Real) \
-                or not math.isfinite(forget_bias):
-            raise ValueError(f"forget_bias must be a finite number, got {forget_bias!r}")
-        if forget_bias != 0 and not self.bias:
-            raise ValueError("forget_bias needs bias=True")
-        self.forget_bias = float(forget_bias)
-        self._num_gates = 3 if self.coupled else 4
-        self._init_params()
-
-    def _adjust_initial_params(self, params):
-        """Add ``forget_bias`` to the forget rows (subtract it from the input rows if coupled)."""
-        H = self.hidden_size
-        for _, _, sfx in self._suffixes():
-            if self.forget_bias and self.coupled:
-                params["bias_ih" + sfx][:H] -= self.forget_bias
-            elif self.forget_bias:
-                params["bias_ih" + sfx][H:2 * H] += self.forget_bias
+                         bidirectional, dtype=dtype, seed=seed, device=device,
+                         proj_size=proj_size, options=options)
 
     @property
-    def output_size(self):
-        return self.proj_size or self.hidden_size
-
-    def _extra_param_shapes(self, sfx):
-        shapes = {}
-        if self.proj_size:
-            shapes["weight_hr" + sfx] = (self.proj_size, self.hidden_size)
-        if self.peephole:
-            shapes["weight_peephole" + sfx] = (2 if self.coupled else 3, self.hidden_size)
-        return shapes
-
-    def _direction_params(self, sfx):
-        p = super()._direction_params(sfx)
-        p["weight_hr"] = self.params.get("weight_hr" + sfx, self._empty)
-        p["weight_peephole"] = self.params.get("weight_peephole" + sfx, self._empty)
-        return p
-
-    def __repr__(self):
-        extra = [f"{name}={getattr(self, name)!r}" for name, default in
-                 (("proj_size", 0), ("peephole", False), ("coupled", False), ("forget_bias", 0.0))
-                 if getattr(self, name) != default]
-        base = super().__repr__()
-        return base[:-1] + "".join(", " + e for e in extra) + ")"
+    def proj_size(self):
+        return self._proj_size
 
 
+@_documented
 class GRU(_RecurrentLayer):
     """Gated recurrent unit layer, computing what ``torch.nn.GRU`` computes.
 
@@ -735,6 +805,7 @@ class GRU(_RecurrentLayer):
     dtype : {"float32", "float64"}, default "float32"
     seed : int, numpy Generator or None
     device : {"cpu", "cuda"}, default "cpu"
+    <cell options>
 
     Notes
     -----
@@ -742,16 +813,15 @@ class GRU(_RecurrentLayer):
     ``numlstm.cells.gru``.
     """
 
-    _cell_name = "gru"
-    _num_gates = 3
+    _spec = SPECS["gru"]
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype="float32", seed=None, device="cpu"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, device=device)
-        self._init_params()
 
 
+@_documented
 class RNN(_RecurrentLayer):
     """Elman RNN layer, computing what ``torch.nn.RNN`` computes.
 
@@ -763,7 +833,7 @@ class RNN(_RecurrentLayer):
         Units per layer and direction: the size of ``h``.
     num_layers : int, default 1
         Stacked layers; each reads the outputs of the one below.
-    nonlinearity : {"tanh", "relu"}, default "tanh"
+    <cell options>
     bias : bool, default True
         Whether the layer has the biases ``bias_ih`` and ``bias_hh``.
     batch_first : bool, default False
@@ -783,17 +853,11 @@ class RNN(_RecurrentLayer):
     The equation is in ``numlstm.cells.rnn``.
     """
 
-    _cell_name = "rnn"
+    _spec = SPECS["rnn"]
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype="float32",
                  seed=None, device="cpu"):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, device=device)
-        self._init_params()
-
-    def _cell_options(self):
-        return {"relu": self.nonlinearity == "relu"}
+                         bidirectional, dtype=dtype, seed=seed, device=device,
+                         options={"nonlinearity": nonlinearity})

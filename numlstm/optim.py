@@ -3,7 +3,9 @@
 As in scikit-learn's MLP, an optimizer is a small class whose one method,
 ``update_params(params, grads)``, changes the parameter arrays in place. It
 keeps its own state (velocities, moments) per parameter, in the order of the
-lists it was built with. ``weight_decay`` adds ``weight_decay * param`` to each
+list it was built with, or by name when built with a mapping of names to
+arrays: then ``update_params`` takes mappings too and pairs each gradient
+with its parameter by name. ``weight_decay`` adds ``weight_decay * param`` to each
 gradient before the update, as ``torch.optim`` does.
 
 Parameters may be NumPy arrays or device arrays (a layer built with
@@ -16,6 +18,7 @@ NumPy one. Pickling copies the state to the host.
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -55,10 +58,22 @@ class _Optimizer:
     # Names of the per-parameter state lists (each aligned with the parameters).
     _BUFFERS = ()
 
-    def __init__(self, learning_rate, weight_decay):
+    def __init__(self, params, learning_rate, weight_decay):
         # Python floats keep float32 parameters float32 (NumPy scalars would promote).
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
+        self.names = list(params) if isinstance(params, Mapping) else None
+
+    def _ordered(self, arrays, what):
+        """``arrays`` as a list in the optimizer's parameter order; by name for a mapping."""
+        if not isinstance(arrays, Mapping):
+            return list(arrays)
+        if self.names is None:
+            raise TypeError(f"{what} is a mapping, but the optimizer was built with a list")
+        if set(arrays) != set(self.names):
+            raise ValueError(f"{what} has the names {sorted(arrays)}, the optimizer's parameters "
+                             f"{sorted(self.names)}")
+        return [arrays[name] for name in self.names]
 
     def _decayed(self, params, grads):
         if not self.weight_decay:
@@ -70,11 +85,23 @@ class _Optimizer:
 
         Parameters
         ----------
-        params : list of ndarray or device arrays
-            The parameters, in the order the optimizer was built with.
-        grads : list of ndarray or device arrays
+        params : list or mapping of ndarray or device arrays
+            The parameters, in the order the optimizer was built with, or by
+            name.
+        grads : list or mapping of ndarray or device arrays
             Their gradients, same shapes; not modified.
+
+        Raises
+        ------
+        ValueError
+            If a gradient does not have its parameter's shape (or name).
         """
+        params, grads = self._ordered(params, "params"), self._ordered(grads, "grads")
+        if len(params) != len(grads) or any(tuple(p.shape) != tuple(g.shape)
+                                            for p, g in zip(params, grads)):
+            raise ValueError("the gradients do not match the parameters: shapes "
+                             f"{[tuple(g.shape) for g in grads]} for "
+                             f"{[tuple(p.shape) for p in params]}")
         self._sync_buffers(params)
         device = [_on_device(p) for p in params]
         self._begin_step()
@@ -156,9 +183,9 @@ class SGD(_Optimizer):
 
     Parameters
     ----------
-    params : list of ndarray or device arrays
-        Parameters to optimize; velocities of the same shapes are kept, on
-        the device for device parameters.
+    params : list or mapping of ndarray or device arrays
+        Parameters to optimize (by name for a mapping); velocities of the
+        same shapes are kept, on the device for device parameters.
     learning_rate : float, default=0.01
     momentum : float, default=0.9
     nesterov : bool, default=False
@@ -168,10 +195,10 @@ class SGD(_Optimizer):
     _BUFFERS = ("velocities",)
 
     def __init__(self, params, learning_rate=0.01, momentum=0.9, nesterov=False, weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+        super().__init__(params, learning_rate, weight_decay)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.velocities = [_zeros_like(p) for p in params]
+        self.velocities = [_zeros_like(p) for p in self._ordered(params, "params")]
 
     def _host_steps(self, grads, indices):
         velocities = [self.velocities[i] for i in indices]
@@ -193,9 +220,10 @@ class Adam(_Optimizer):
 
     Parameters
     ----------
-    params : list of ndarray or device arrays
-        Parameters to optimize; first and second moments of the same shapes
-        are kept, on the device for device parameters.
+    params : list or mapping of ndarray or device arrays
+        Parameters to optimize (by name for a mapping); first and second
+        moments of the same shapes are kept, on the device for device
+        parameters.
     learning_rate : float, default=0.001
     beta_1, beta_2 : float, default=0.9, 0.999
         Decay rates of the moment estimates.
@@ -206,11 +234,11 @@ class Adam(_Optimizer):
     _BUFFERS = ("ms", "vs")
 
     def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0):
-        super().__init__(learning_rate, weight_decay)
+        super().__init__(params, learning_rate, weight_decay)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
-        self.ms = [_zeros_like(p) for p in params]
-        self.vs = [_zeros_like(p) for p in params]
+        self.ms = [_zeros_like(p) for p in self._ordered(params, "params")]
+        self.vs = [_zeros_like(p) for p in self._ordered(params, "params")]
 
     def _begin_step(self):
         self.t += 1
@@ -239,7 +267,7 @@ def clip_grad_norm(grads, max_norm):
 
     Parameters
     ----------
-    grads : list of ndarray or device arrays
+    grads : list or mapping of ndarray or device arrays
         Device arrays are summed and scaled on the device (one scalar comes
         back per array).
     max_norm : float or None
@@ -250,6 +278,7 @@ def clip_grad_norm(grads, max_norm):
     float
         The global norm before clipping.
     """
+    grads = list(grads.values()) if isinstance(grads, Mapping) else grads
     norm = math.sqrt(sum(_device().sum_squares(g) if _on_device(g) else float(np.vdot(g, g)) for g in grads))
     if max_norm is not None and norm > max_norm:
         scale = max_norm / (norm + 1e-6)

@@ -297,8 +297,8 @@ def batch_gradients(est, data, batch, x):
         The weighted mean loss over the batch's target rows.
     weight : float
         The rows' total weight (their count when all weigh alike).
-    grads : list or dict of ndarray
-        Gradients of ``loss``, as ``est.network_.backward`` gives them.
+    grads : dict of ndarray
+        Gradients of ``loss``, keyed like ``est.network_.named_parameters()``.
     """
     rows, weights = data.targets(batch, est.network_.per_step)
     return shard_gradients(est, x, data.lengths[batch], rows, weights)
@@ -310,7 +310,7 @@ def shard_gradients(est, x, lengths, rows, weights):
     outputs, cache = net.forward(x, lengths)
     loss, grad = est._loss(outputs, rows, weights)
     weight = len(outputs) if weights is None else float(weights.sum())
-    return loss, weight, net.backward(grad, cache)
+    return loss, weight, net.backward(grad, cache, named=True)
 
 
 def patience(est, validating):
@@ -457,17 +457,17 @@ class _Loop:
         """One pass over the training sequences in seeded random order; returns the mean loss per target row."""
         est, data = self.est, self.data
         net, total, count = est.network_, 0.0, 0
-        net.layer.train()
+        net.train()
         try:
             for batch_number, (batch, x) in enumerate(data.batches(est._rng, est.batch_size), 1):
                 loss, weight, grads = self.gradients(est, data, batch, x)
                 self._check_loss(loss, batch_number)
                 clip_grad_norm(grads, est.clip_norm)
-                est._optimizer.update_params(net.parameters(), grads)
+                est._optimizer.update_params(net.named_parameters(), grads)
                 total += loss * weight
                 count += weight
         finally:
-            net.layer.eval()
+            net.eval()
         if count == 0:
             raise ValueError("no training target has a positive weight (sample_weight, class_weight or "
                              "unknown per-step targets)")

@@ -1,13 +1,13 @@
 """Layer configurations shared by the layer tests, and a way to build each one."""
 
-import numpy as np
 
 import naive
 import numlstm
+from numlstm.cells.registry import SPECS
 
-CLASSES = {"lstm": numlstm.LSTM, "gru": numlstm.GRU, "rnn": numlstm.RNN}
+CLASSES = {name: getattr(numlstm, spec.layer) for name, spec in SPECS.items()}
 
-# (cell, options) pairs; every option combination the layers promise.
+# (cell, options) pairs; every option combination the layers promise, and every registered cell.
 CASES = [
     ("lstm", {}),
     ("lstm", {"num_layers": 2, "bidirectional": True}),
@@ -24,6 +24,8 @@ CASES = [
     ("rnn", {}),
     ("rnn", {"nonlinearity": "relu", "bidirectional": True, "num_layers": 2}),
 ]
+_uncovered = set(SPECS) - {cell for cell, _ in CASES}
+assert not _uncovered, f"registered cells without a layer case: {sorted(_uncovered)}"
 
 
 def case_id(case):
@@ -47,7 +49,7 @@ def random_state(layer, batch, rng):
     """A random initial state of the right shapes, None-free."""
     LD = layer.num_layers * layer.num_directions
     h0 = rng.standard_normal((LD, batch, layer.output_size)).astype(layer.dtype)
-    if isinstance(layer, numlstm.LSTM):
+    if len(layer._spec.states) == 2:
         c0 = rng.standard_normal((LD, batch, layer.hidden_size)).astype(layer.dtype)
         return h0, c0
     return h0

@@ -115,17 +115,17 @@ def small_launches(monkeypatch):
     yield
 
 
-# (name, cell module, forward options, LSTM variant)
+# (name, cell module, kernel options, projection size)
 CASES = {
-    "lstm": ("lstm", {}, dict()),
-    "lstm_peephole": ("lstm", {}, dict(peephole=True)),
-    "lstm_coupled": ("lstm", {}, dict(coupled=True)),
-    "lstm_coupled_peephole": ("lstm", {}, dict(coupled=True, peephole=True)),
-    "lstm_proj": ("lstm", {}, dict(proj=2)),
-    "lstm_proj_peephole": ("lstm", {}, dict(proj=2, peephole=True)),
-    "gru": ("gru", {}, dict()),
-    "rnn_tanh": ("rnn", {"relu": False}, dict()),
-    "rnn_relu": ("rnn", {"relu": True}, dict()),
+    "lstm": ("lstm", {}, 0),
+    "lstm_peephole": ("lstm", dict(peephole=True), 0),
+    "lstm_coupled": ("lstm", dict(coupled=True), 0),
+    "lstm_coupled_peephole": ("lstm", dict(coupled=True, peephole=True), 0),
+    "lstm_proj": ("lstm", {}, 2),
+    "lstm_proj_peephole": ("lstm", dict(peephole=True), 2),
+    "gru": ("gru", {}, 0),
+    "rnn_tanh": ("rnn", {"relu": False}, 0),
+    "rnn_relu": ("rnn", {"relu": True}, 0),
 }
 
 T, B, I, H = 4, 3, 3, 3
@@ -133,21 +133,22 @@ T, B, I, H = 4, 3, 3, 3
 
 def make_problem(case, dtype, reverse, seed=0, lengths=None):
     """Weights, input, states and output gradients for one direction of one layer."""
-    cell, options, variant = CASES[case]
+    from numlstm.cells.registry import SPECS
+    cell, options, proj = CASES[case]
+    spec = SPECS[cell]
     rng = np.random.default_rng(seed)
-    P = variant.get("proj", 0) or H
-    gates = {"lstm": 3 if variant.get("coupled") else 4, "gru": 3, "rnn": 1}[cell]
-    G = gates * H
+    P = proj or H
+    G = spec.n_gates(**options) * H
 
     def w(*shape):
         return (0.6 * rng.standard_normal(shape)).astype(dtype)
 
     p = {"weight_ih": w(G, I), "weight_hh": w(G, P), "bias_ih": w(G), "bias_hh": w(G)}
-    if cell == "lstm":
-        p["weight_hr"] = w(P, H) if variant.get("proj") else np.zeros((0, H), dtype)
-        n_peep = (2 if variant.get("coupled") else 3) if variant.get("peephole") else 0
-        p["weight_peephole"] = w(n_peep, H) if n_peep else np.zeros((0, H), dtype)
-    state = (w(B, P), w(B, H)) if cell == "lstm" else (w(B, H),)
+    p.update({name: np.zeros((0, H), dtype) for name in spec.kernel_params})
+    if proj:
+        p["weight_hr"] = w(P, H)
+    p.update({name: w(*shape) for name, shape in spec.extra_params(H, **options).items()})
+    state = (w(B, P), w(B, H)) if len(spec.states) == 2 else (w(B, H),)
     if lengths is None:
         lengths = np.array([3, 4, 1] if reverse else [4, 2, 3], np.int64)
     return dict(cell=cell, options=options, p=p, x=w(T, B, I), state=state,
@@ -175,7 +176,7 @@ def run(backend, prob, reverse, store=True):
     res["dx"] = dx
     res.update({f"dstate{i}": s for i, s in enumerate(dstate)})
     res.update({f"grad_{k}": v for k, v in grads.items()})
-    res["gate_states"] = mod.gate_states(cache, reverse)
+    res["gate_states"] = mod.gate_states(cache, reverse, **prob["options"])
     return res, cache
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import numlstm
+from layer_cases import CLASSES
 from numlstm.cells import common, gemm, lstm, sync
 
 CASES = [
@@ -21,7 +22,7 @@ CASES = [
     ("gru", {}),
     ("rnn", {}),
 ]
-CLASSES = {"lstm": numlstm.LSTM, "gru": numlstm.GRU, "rnn": numlstm.RNN}
+
 needs_two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                        reason="needs two numba threads")
 

@@ -9,7 +9,7 @@ import naive
 import numlstm
 from layer_cases import CLASSES, as_tuple
 
-CELLS = ["lstm", "gru", "rnn"]
+CELLS = list(CLASSES)
 
 
 @pytest.fixture

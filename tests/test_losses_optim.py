@@ -96,6 +96,27 @@ def test_float32_parameters_stay_float32(cls):
     assert params[0].dtype == np.float32 and (params[0] < 1).all()
 
 
+@pytest.mark.parametrize("cls", [SGD, Adam])
+def test_named_parameters_pair_with_gradients_by_name(cls):
+    """Built from a mapping, an optimizer pairs each gradient with its parameter by name."""
+    rng = np.random.default_rng(3)
+    start = {"a": rng.normal(size=(2, 3)), "b": rng.normal(size=4), "c": rng.normal(size=(3, 2))}
+    steps = [{k: rng.normal(size=v.shape) for k, v in start.items()} for _ in range(3)]
+    by_list = [v.copy() for v in start.values()]
+    listed = cls(by_list, learning_rate=0.1, weight_decay=0.1)
+    by_name = {k: v.copy() for k, v in start.items()}
+    named = cls(by_name, learning_rate=0.1, weight_decay=0.1)
+    for grads in steps:
+        listed.update_params(by_list, [grads[k] for k in start])
+        named.update_params(dict(reversed(by_name.items())), dict(reversed(grads.items())))
+    for (name, value), expected in zip(by_name.items(), by_list):
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+    with pytest.raises(ValueError, match="names"):
+        named.update_params(by_name, {"a": steps[0]["a"], "b": steps[0]["b"]})
+    with pytest.raises(ValueError, match="shapes"):
+        listed.update_params(by_list, [steps[0]["c"], steps[0]["b"], steps[0]["a"]])
+
+
 def test_optimizers_match_torch():
     torch = pytest.importorskip("torch")
     cases = [

@@ -232,7 +232,9 @@ def test_single_steps_match_forward(cell, opts):
 
 def _scalar_lstm(x, h, c, w_ih, w_hh, b, peep, coupled):
     """A second, scalar spelling of the peephole / coupled LSTM (H=1, B=1)."""
-    sig = lambda v: 1 / (1 + math.exp(-v))
+    def sig(v):
+        return 1 / (1 + math.exp(-v))
+
     z = [w_ih[k] @ x + w_hh[k, 0] * h + b[k] for k in range(len(b))]
     if coupled:
         zi, zg, zo = z

@@ -132,7 +132,7 @@ def test_a_pytorch_model_loads_into_a_fitted_estimator(module, tmp_path):
 def test_early_stopping_never_validates_on_a_handful_of_sequences():
     X, y = noisy_sums(50, 8)
     est = LSTMRegressor(early_stopping=True, hidden_size=4, max_iter=4, random_state=0)
-    with pytest.warns(UserWarning, match="validate on 5 sequences .* fewer than 10; it trains without a validation set"):
+    with pytest.warns(UserWarning, match="validate on 5 sequences .* fewer than 10; it trains without a validation"):
         est.fit(X, y)
     assert est.validation_scores_ is None and est.n_iter_ == 4
     labels = np.array(["a"] * 20 + ["b"] * 19 + ["c"])  # one "c": no stratified split holds it

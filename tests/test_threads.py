@@ -194,7 +194,7 @@ def test_concurrent_predicts_equal_serial_ones(cell, two_cores):
     for w in workers:
         w.join(120)
     assert len(results) == n_callers * rounds * len(inputs)
-    for (k, r, i), out in results.items():
+    for (_, _, i), out in results.items():
         np.testing.assert_array_equal(out, serial[i])
     assert _config.active_callers() == 0  # every share was given back
     assert not sync.busy()

@@ -17,7 +17,7 @@ from numba import njit
 
 import numlstm
 from layer_cases import build, random_state
-from numlstm.cells import common, lstm, sync
+from numlstm.cells import common, driver, lstm, sync
 from numlstm.cells.sync import ABORT, arrive_and_wait, enter, finish, run_parts
 
 LSTM_CASES = [
@@ -93,7 +93,7 @@ def test_unit_split_matches_row_split(two_threads, counted_splits, monkeypatch):
     x_before = x.copy()
     split = run_inference(layer, x, None, lengths)
     assert counted_splits == [True, True]  # both directions
-    monkeypatch.setattr(lstm, "unit_split", lambda *args: None)
+    monkeypatch.setattr(driver, "unit_split", lambda *args: None)
     rows = run_inference(layer, x, None, lengths)
     np.testing.assert_allclose(split[0], rows[0], rtol=0, atol=1e-6)
     for a, b in zip(split[1], rows[1]):

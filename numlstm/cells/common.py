@@ -1,13 +1,10 @@
-"""Pieces shared by every cell family: the batched GEMMs, the state slots, the thread split."""
+"""Pieces shared by every cell family: the batched GEMMs, the state slots, the unit split."""
 
 from numba import njit
 
-from numlstm._config import JIT_OPTIONS, num_threads, rows_per_thread, usable_cores
-from numlstm.cells.gemm import TILE_ROWS, matmul
-
-UNIT_SPLIT_MIN_UNITS = 8
-UNIT_SPLIT_MIN_WEIGHTS = 40_000
-UNIT_SPLIT_PROJECTION_ROWS = 32
+from numlstm._config import (JIT_OPTIONS, TILE_ROWS, UNIT_SPLIT_MIN_UNITS, UNIT_SPLIT_MIN_WEIGHTS,
+                             num_threads, rows_per_thread, usable_cores)
+from numlstm.cells.gemm import matmul
 
 
 def unit_split(B, H, n_weights):
@@ -48,19 +45,16 @@ def slots(t, reverse):
 
 
 @njit(inline="always", **JIT_OPTIONS)
-def emit_output(out, t, b, off, h, active):
-    """``out[t, b, off:off + P]``: row ``b`` of ``h`` while its sequence runs, zeros after.
+def store_rows(states, slot, src, b0, b1):
+    """``states[slot, b0:b1] = src[b0:b1]``, element by element.
 
-    ``off`` is clamped at zero, which it always is: LLVM can then prove the
-    index non-negative, drop Numba's wraparound check and vectorise the loop.
+    A slice assignment would compile Numba's shape-mismatch error message,
+    whose string formatting takes longer to compile than the time loop
+    itself.
     """
-    off = max(off, 0)
-    if active:
-        for j in range(h.shape[1]):
-            out[t, b, off + j] = h[b, j]
-    else:
-        for j in range(h.shape[1]):
-            out[t, b, off + j] = 0
+    for b in range(b0, b1):
+        for j in range(src.shape[1]):
+            states[slot, b, j] = src[b, j]
 
 
 def previous_states(hs, reverse):
@@ -73,11 +67,12 @@ def new_states(hs, reverse):
     return hs[:-1] if reverse else hs[1:]
 
 
-def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
+def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih, need_dx=True):
     """Input gradient and weight gradients, each one GEMM over every step.
 
     ``dgx`` is the gradient of the input-side pre-activations and ``dgh`` of
-    the hidden-side ones (the same array for every cell but the GRU).
+    the hidden-side ones (the same array for every cell but the GRU). The
+    input gradient is None without ``need_dx``.
     """
     T, B, I = x.shape
     G = dgx.shape[2]
@@ -90,5 +85,5 @@ def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
         "bias_ih": dgx2.sum(axis=0),
         "bias_hh": dgh2.sum(axis=0),
     }
-    dx = matmul(dgx2, weight_ih).reshape(T, B, I)
+    dx = matmul(dgx2, weight_ih).reshape(T, B, I) if need_dx else None
     return dx, grads

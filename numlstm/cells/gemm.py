@@ -51,14 +51,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS, ORDERED_JIT_OPTIONS, run_on_rows, single_threaded_blas
-
-SPLIT_MIN_MACS = 1 << 22
-SPLIT_BLOCK_ROWS = 128
-TILE_ROWS = 4
-PACK_MIN_USES = 16
-VECTOR_BYTES = 32
-PANEL_VECTORS = 2
+from numlstm._config import (JIT_OPTIONS, ORDERED_JIT_OPTIONS, PACK_MIN_USES, PANEL_VECTORS,
+                             SPLIT_BLOCK_ROWS, SPLIT_MIN_MACS, TILE_ROWS, VECTOR_BYTES, run_on_rows,
+                             single_threaded_blas)
 
 
 @njit(inline="always", **JIT_OPTIONS)

@@ -1,4 +1,4 @@
-"""GPU kernels (``numba.cuda``), one module per cell family: ``lstm``, ``gru`` and ``rnn``.
+"""GPU kernels (``numba.cuda``), one module per registered cell family (``lstm``, ``gru``, ...).
 
 Each module mirrors ``numlstm.cells`` (same function names and
 signatures), so ``numlstm._backend.get_backend`` can hand either package
@@ -16,8 +16,10 @@ and ``TILE``); tests patch both small.
 from numlstm.cuda._arrays import (adam_update, add, all_finite, ascontiguous, asnumpy, assign,
                                   copy, empty, is_device_array, multiply, scale, sgd_update,
                                   sum_squares, swap01, to_device, zeros)
-from numlstm.cuda import gru, lstm, rnn
+from numlstm.cells.registry import SPECS, load_modules
 
-__all__ = ["lstm", "gru", "rnn", "is_device_array", "to_device", "asnumpy", "empty", "zeros",
+load_modules(__name__, ("forward", "backward", "gate_states", "_steps"))
+
+__all__ = [*SPECS, "is_device_array", "to_device", "asnumpy", "empty", "zeros",
            "copy", "assign", "ascontiguous", "add", "multiply", "swap01", "all_finite", "scale",
            "sum_squares", "sgd_update", "adam_update"]

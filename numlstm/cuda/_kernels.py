@@ -129,12 +129,12 @@ def _gemm_source(tile, work, dtype):
     return gemm
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gemm_kernel(tile, work, dtype):
     return cuda.jit(_gemm_source(tile, work, dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _placeholders(dtype):
     """An empty vector of ``dtype`` (no bias) and a one-element int64 vector (no mask)."""
     return cuda.device_array(0, np.dtype(dtype)), cuda.to_device(np.zeros(1, np.int64))
@@ -175,7 +175,6 @@ def gemm(a, b, c=None, trans_a=False, trans_b=False, bias=None, accumulate=False
 # ---- reductions and elementwise helpers ---------------------------------------------------
 
 def _helper_sources(dtype):
-    zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
 
     def fill(a, value):
@@ -270,7 +269,7 @@ def _helper_sources(dtype):
                 sum_squares=sum_squares, sgd_update=sgd_update, adam_update=adam_update)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def helpers(dtype):
     """The compiled helper kernels for ``dtype``, by name."""
     return {name: cuda.jit(fn) for name, fn in _helper_sources(np.dtype(dtype).name).items()}
@@ -308,7 +307,7 @@ def _colsum_source(tile, dtype):
     return colsum
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _colsum_kernel(tile, dtype):
     return cuda.jit(_colsum_source(tile, dtype))
 
@@ -326,7 +325,7 @@ def colsum(a, out=None):
 
 # ---- activations --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def activations(dtype):
     """``(sigmoid, tanh)`` device functions for ``dtype``.
 

@@ -31,17 +31,29 @@ SIGNATURES = {
     },
 }
 
-# The persistent recurrences (numlstm.cuda._recurrence), per cell: (n_gates, whether the
-# backward accumulates into dh, argument codes of the forward and backward ``cell`` tuples).
-RECURRENCES = {
-    "lstm": (4, False, "A2 A3 A2", "A3 A3 A2 A2 A3 A3"),
-    "lstm_coupled": (3, False, "A2 A3 A2", "A3 A3 A2 A2 A3 A3"),
-    "gru": (3, True, "A1 A3", "A3 A3 A3"),
-    "rnn": (1, False, "b", "A3 b"),
-}
 FORWARD_SIGNATURE = "A3 A2 A3 A2 L b b A3 I A2 A2"
 BACKWARD_SIGNATURE = "A3 A3 A2 A2 L b A3 I A2 A3"
 GEMM_SIGNATURE = "A2 A2 A2 b b A1 b L I"
+
+
+def recurrences():
+    """The persistent recurrences (``numlstm.cuda._recurrence``) to compile, from the registry.
+
+    One per cell family and CUDA variant (``spec.cuda_variants``), named like
+    ``lstm_coupled``: ``{name: (spec, variant, module)}``. A cell module's
+    ``CELL_ARGS`` gives the argument codes of its forward and backward
+    ``cell`` tuples.
+    """
+    import importlib
+
+    from numlstm.cells.registry import SPECS
+    found = {}
+    for spec in SPECS.values():
+        module = importlib.import_module(f"numlstm.cuda.{spec.name}")
+        for variant in spec.cuda_variants():
+            name = "_".join([spec.name, *(k for k, v in variant.items() if v)])
+            found[name] = (spec, variant, module)
+    return found
 
 
 def _signature(codes, dtype):
@@ -99,10 +111,8 @@ def _compile_all(cc, tile, work):
 
     from numba import types
 
-    from numlstm.cuda import _kernels, _recurrence, gru, lstm, rnn
-    steps = {"lstm": lambda dtype: lstm._steps(dtype, 4),
-             "lstm_coupled": lambda dtype: lstm._steps(dtype, 3),
-             "gru": gru._steps, "rnn": rnn._steps}
+    from numlstm.cuda import _kernels, _recurrence
+    cells = recurrences()
     ptx = {}
     for dtype in ("float32", "float64"):
         sources = {("gemm", "gemm"): (_kernels._gemm_source(tile, work, dtype),
@@ -113,10 +123,12 @@ def _compile_all(cc, tile, work):
         assert set(helpers) == set(SIGNATURES["_kernels"]), sorted(helpers)
         for name, codes in SIGNATURES["_kernels"].items():
             sources[("_kernels", name)] = (helpers[name], _signature(codes, dtype))
-        for cell, (n_gates, accumulate, fwd_cell, bwd_cell) in RECURRENCES.items():
-            fwd_step, bwd_step = steps[cell](dtype)
+        for cell, (spec, variant, module) in cells.items():
+            fwd_step, bwd_step = module._steps(dtype, **variant)
+            fwd_cell, bwd_cell = module.CELL_ARGS
+            n_gates = spec.n_gates(**variant)
             fwd = _recurrence.forward_kernel(dtype, tile, n_gates, fwd_step)
-            bwd = _recurrence.backward_kernel(dtype, tile, n_gates, bwd_step, accumulate)
+            bwd = _recurrence.backward_kernel(dtype, tile, n_gates, bwd_step, spec.accumulate)
             sources[(cell, "forward")] = (fwd.py_func, _signature(FORWARD_SIGNATURE, dtype) + (
                 types.Tuple(_signature(fwd_cell, dtype)),))
             sources[(cell, "backward")] = (bwd.py_func, _signature(BACKWARD_SIGNATURE, dtype) + (

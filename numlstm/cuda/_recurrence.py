@@ -40,7 +40,7 @@ def n_tiles(rows, cols, tile):
 _n_tiles = cuda.jit(device=True)(n_tiles)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tile_dot(dtype, tile, n_gates, trans):
     """Device function ``dot(a, w, n, index, acc, sa, sw) -> (b, j)`` for tile ``index``.
 
@@ -108,7 +108,7 @@ def first_slot(T, reverse, store):
     return T if (store and reverse) else 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def forward_kernel(dtype, tile, n_gates, step):
     """The persistent forward kernel of a cell whose pointwise math is ``step``.
 
@@ -171,7 +171,7 @@ def forward_kernel(dtype, tile, n_gates, step):
     return cuda.jit(forward)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backward_kernel(dtype, tile, n_gates, step, accumulate):
     """The persistent backward kernel of a cell whose pointwise gradient is ``step``.
 

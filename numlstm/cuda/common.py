@@ -127,8 +127,11 @@ def new_states(hs, reverse):
     return hs[:-1] if reverse else hs[1:]
 
 
-def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
-    """Input gradient and weight gradients, each one GEMM (or reduction) over every step."""
+def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih, need_dx=True):
+    """Input gradient and weight gradients, each one GEMM (or reduction) over every step.
+
+    The input gradient is None without ``need_dx``.
+    """
     T, B, I = x.shape
     G = dgx.shape[2]
     P = hs.shape[2]
@@ -143,7 +146,7 @@ def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih):
         # one gradient for both biases when the cell does not tell dgx and dgh apart
         "bias_hh": copy(bias_ih) if dgh is dgx else colsum(dgh2),
     }
-    dx = gemm(dgx2, weight_ih).reshape(T, B, I)
+    dx = gemm(dgx2, weight_ih).reshape(T, B, I) if need_dx else None
     return dx, grads
 
 
@@ -151,4 +154,5 @@ def results(host, dx, grads):
     """``(dx, grads)`` as NumPy arrays when the call came with host arrays."""
     if not host:
         return dx, grads
-    return dx.copy_to_host(), {name: g.copy_to_host() for name, g in grads.items()}
+    return (None if dx is None else dx.copy_to_host()), {name: g.copy_to_host()
+                                                        for name, g in grads.items()}

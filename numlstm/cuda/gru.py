@@ -15,14 +15,19 @@ import numpy as np
 from numba import cuda
 
 from numlstm.cells import gru as _cpu
+from numlstm.cells.registry import SPECS
 from numlstm.cuda import _arrays, _kernels
 from numlstm.cuda.common import (Staged, input_projection, recur_backward, recur_forward,
                                  results, weight_gradients)
 
 __all__ = ["forward", "backward", "gate_states"]
 
+_SPEC = SPECS["gru"]
+# argument codes of the forward and backward ``cell`` tuples, for numlstm.cuda._ptx
+CELL_ARGS = ("A1 A3", "A3 A3 A3")
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _steps(dtype):
     """The (forward, backward) pointwise device functions for ``dtype``.
 
@@ -96,13 +101,13 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     H = h.shape[1]
     gates = input_projection(x, p["weight_ih"], p["bias_ih"])
     hn = cuda.device_array((T if store else 0, B, H), dtype)
-    hs = recur_forward(_steps(dtype.name)[0], 3, gates, p["weight_hh"], h, lengths, reverse,
-                       store, out, off, (p["bias_hh"], hn))
+    hs = recur_forward(_steps(dtype.name)[0], _SPEC.n_gates(), gates, p["weight_hh"], h, lengths,
+                       reverse, store, out, off, (p["bias_hh"], hn))
     st.finish()
     return (x, gates, hs, hn) if store else None
 
 
-def backward(p, cache, lengths, reverse, grad_out, off, dstate):
+def backward(p, cache, lengths, reverse, grad_out, off, dstate, need_dx=True):
     """Gradients of one direction of one GRU layer on the GPU; ``dstate`` is ``(dh,)``.
 
     See ``numlstm.cuda.lstm.backward``.
@@ -117,13 +122,13 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     lengths = st.lengths(lengths)
     dgx = cuda.device_array(gates.shape, dtype)
     dgh = cuda.device_array(gates.shape, dtype)
-    recur_backward(_steps(dtype.name)[1], 3, True, dgx, dgh, p["weight_hh"], dh, lengths,
-                   reverse, grad_out, off, (gates, hs, hn))
-    dx, grads = weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"])
+    recur_backward(_steps(dtype.name)[1], _SPEC.n_gates(), _SPEC.accumulate, dgx, dgh,
+                   p["weight_hh"], dh, lengths, reverse, grad_out, off, (gates, hs, hn))
+    dx, grads = weight_gradients(x, hs, reverse, dgx, dgh, p["weight_ih"], need_dx)
     st.finish()
     return results(host, dx, grads)
 
 
-def gate_states(cache, reverse):
+def gate_states(cache, reverse, **options):
     """Per-step gates and states, (T, B, H) each, as NumPy arrays (copied from the device)."""
-    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse)
+    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse, **options)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import cuda
 
 from numlstm.cells import lstm as _cpu
+from numlstm.cells.registry import SPECS
 from numlstm.cuda import _arrays, _kernels
 from numlstm.cuda.common import (Staged, input_projection, recur_backward, recur_forward,
                                  results, weight_gradients)
@@ -30,18 +31,23 @@ from numlstm.cuda._kernels import colsum, gemm
 __all__ = ["forward", "backward", "gate_states"]
 
 
-@functools.lru_cache(maxsize=None)
-def _steps(dtype, n_gates):
-    """The (forward, backward) pointwise device functions for ``dtype``; coupled if 3 gates.
+_SPEC = SPECS["lstm"]
+# argument codes of the forward and backward ``cell`` tuples, for numlstm.cuda._ptx
+CELL_ARGS = ("A2 A3 A2", "A3 A3 A2 A2 A3 A3")
 
-    Gate rows are (i, f, g, o), or (i, g, o) for a coupled cell, whose forget
-    gate is ``1 - i``. See ``numlstm.cuda._recurrence.forward_kernel``
+
+@functools.cache
+def _steps(dtype, coupled=False):
+    """The (forward, backward) pointwise device functions for ``dtype``.
+
+    Gate rows are (i, f, g, o), or (i, g, o) for a ``coupled`` cell, whose
+    forget gate is ``1 - i``. See ``numlstm.cuda._recurrence.forward_kernel``
     and ``numlstm.cuda._recurrence.backward_kernel`` for the signatures.
     """
     zero = np.dtype(dtype).type(0)
     one = np.dtype(dtype).type(1)
     sigmoid, tanh = _kernels.activations(np.dtype(dtype).name)
-    coupled = n_gates == 3
+    n_gates = _SPEC.n_gates(coupled=coupled)
     gi, gf = 0, 1
     gg, go = (1, 2) if coupled else (2, 3)
 
@@ -139,7 +145,7 @@ def _steps(dtype, n_gates):
     return forward_step, backward_step
 
 
-def forward(p, x, state, lengths, reverse, out, off, store):
+def forward(p, x, state, lengths, reverse, out, off, store, peephole=False, coupled=False):
     """Run one direction of one LSTM layer on the GPU.
 
     Same contract as ``numlstm.cells.lstm.forward``. Every array may be a
@@ -156,19 +162,20 @@ def forward(p, x, state, lengths, reverse, out, off, store):
     out = st.array(out, inplace=True)
     T, B, _ = x.shape
     H = c.shape[1]
-    n_gates = p["weight_hh"].shape[0] // H
+    n_gates = _SPEC.n_gates(coupled=coupled)
     gates = input_projection(x, p["weight_ih"], _arrays.add(p["bias_ih"], p["bias_hh"]))
     cs = cuda.device_array((T + 1 if store else 0, B, H), dtype)
     if store:
         cs[T if reverse else 0].copy_to_device(c)
-    hs = recur_forward(_steps(dtype.name, n_gates)[0], n_gates, gates, p["weight_hh"], h,
+    hs = recur_forward(_steps(dtype.name, coupled)[0], n_gates, gates, p["weight_hh"], h,
                        lengths, reverse, store, out, off, (c, cs, p["weight_peephole"]),
                        w_hr=p["weight_hr"])
     st.finish()
     return (x, gates, hs, cs) if store else None
 
 
-def backward(p, cache, lengths, reverse, grad_out, off, dstate):
+def backward(p, cache, lengths, reverse, grad_out, off, dstate, need_dx=True, peephole=False,
+             coupled=False):
     """Gradients of one direction of one LSTM layer on the GPU.
 
     Same contract as ``numlstm.cells.lstm.backward``; ``dstate`` is
@@ -187,17 +194,17 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     T, B, G = gates.shape
     H = dc.shape[1]
     P = dh.shape[1]
-    n_gates = G // H
+    n_gates = _SPEC.n_gates(coupled=coupled)
     peep = p["weight_peephole"]
     n_peep = peep.shape[0]
     project = p["weight_hr"].shape[0] > 0
     dgates = cuda.device_array((T, B, G), dtype)
     ptmp = cuda.device_array((T, B, n_peep * H), dtype)
     ms = cuda.device_array((T, B, H) if project else (0, B, H), dtype)
-    dhp = recur_backward(_steps(dtype.name, n_gates)[1], n_gates, False, dgates, dgates,
+    dhp = recur_backward(_steps(dtype.name, coupled)[1], n_gates, _SPEC.accumulate, dgates, dgates,
                          p["weight_hh"], dh, lengths, reverse, grad_out, off,
                          (gates, cs, peep, dc, ptmp, ms), w_hr=p["weight_hr"])
-    dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
+    dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"], need_dx)
     if n_peep:
         grads["weight_peephole"] = colsum(ptmp.reshape(T * B, n_peep * H)).reshape(n_peep, H)
     else:
@@ -210,6 +217,6 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate):
     return results(host, dx, grads)
 
 
-def gate_states(cache, reverse):
+def gate_states(cache, reverse, **options):
     """Per-step gates and states, (T, B, size) each, as NumPy arrays (copied from the device)."""
-    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse)
+    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse, **options)

@@ -12,14 +12,19 @@ import numpy as np
 from numba import cuda
 
 from numlstm.cells import rnn as _cpu
+from numlstm.cells.registry import SPECS
 from numlstm.cuda import _arrays, _kernels
 from numlstm.cuda.common import (Staged, input_projection, recur_backward, recur_forward,
                                  results, weight_gradients)
 
 __all__ = ["forward", "backward", "gate_states"]
 
+_SPEC = SPECS["rnn"]
+# argument codes of the forward and backward ``cell`` tuples, for numlstm.cuda._ptx
+CELL_ARGS = ("b", "A3 b")
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _steps(dtype):
     """The (forward, backward) pointwise device functions for ``dtype``.
 
@@ -72,13 +77,13 @@ def forward(p, x, state, lengths, reverse, out, off, store, relu=False):
     lengths = st.lengths(lengths)
     out = st.array(out, inplace=True)
     gates = input_projection(x, p["weight_ih"], _arrays.add(p["bias_ih"], p["bias_hh"]))
-    hs = recur_forward(_steps(dtype.name)[0], 1, gates, p["weight_hh"], h, lengths, reverse,
-                       store, out, off, (bool(relu),))
+    hs = recur_forward(_steps(dtype.name)[0], _SPEC.n_gates(), gates, p["weight_hh"], h, lengths,
+                       reverse, store, out, off, (bool(relu),))
     st.finish()
     return (x, gates, hs) if store else None
 
 
-def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
+def backward(p, cache, lengths, reverse, grad_out, off, dstate, need_dx=True, relu=False):
     """Gradients of one direction of one RNN layer on the GPU; ``dstate`` is ``(dh,)``.
 
     See ``numlstm.cuda.lstm.backward``.
@@ -92,13 +97,13 @@ def backward(p, cache, lengths, reverse, grad_out, off, dstate, relu=False):
     dh = st.array(dstate[0], inplace=True)
     lengths = st.lengths(lengths)
     dgates = cuda.device_array(gates.shape, dtype)
-    recur_backward(_steps(dtype.name)[1], 1, False, dgates, dgates, p["weight_hh"], dh, lengths,
-                   reverse, grad_out, off, (gates, bool(relu)))
-    dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"])
+    recur_backward(_steps(dtype.name)[1], _SPEC.n_gates(), _SPEC.accumulate, dgates, dgates,
+                   p["weight_hh"], dh, lengths, reverse, grad_out, off, (gates, bool(relu)))
+    dx, grads = weight_gradients(x, hs, reverse, dgates, dgates, p["weight_ih"], need_dx)
     st.finish()
     return results(host, dx, grads)
 
 
-def gate_states(cache, reverse):
+def gate_states(cache, reverse, **options):
     """Per-step hidden states, (T, B, H), as NumPy arrays (copied from the device)."""
-    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse)
+    return _cpu.gate_states(tuple(_arrays.asnumpy(a) for a in cache), reverse, **options)
