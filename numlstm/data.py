@@ -138,11 +138,9 @@ class ChunkedSequences(Sequences):
         """Chunk ``k`` as in-memory, start-aligned ``Sequences``."""
         start, stop = self.bounds[k], self.bounds[k + 1]
         values = np.asarray(self.values[start:stop].compute())
-        offsets = self.offsets[start:stop]
-        steps = np.arange(values.shape[1])
-        inside = (steps >= offsets[:, None]) & (steps < (offsets + self.lengths[start:stop])[:, None])
-        values = np.ascontiguousarray(_shift(np.where(inside[:, :, None], values, 0), offsets), values.dtype)
-        return Sequences(values, self.lengths[start:stop], self.dims, self.coords, offsets, None, self.has_gaps)
+        lengths, offsets = self.lengths[start:stop], self.offsets[start:stop]
+        values = _start_aligned(values, _inside(lengths, offsets, values.shape[1]), offsets)
+        return Sequences(values, lengths, self.dims, self.coords, offsets, None, self.has_gaps)
 
 
 @dataclass(frozen=True)
@@ -426,8 +424,7 @@ def _locate(values, input_name, missing, n_columns, first_sample=0):
         # end-aligned ones): a leading NaN there is a missing value, not padding
         offsets = np.zeros(n_samples, np.int64) if n_columns is not None else observed.argmax(axis=1)
         lengths = n_timesteps - observed[:, ::-1].argmax(axis=1) - offsets
-        steps = np.arange(n_timesteps)
-        inside = (steps >= offsets[:, None]) & (steps < (offsets + lengths)[:, None])
+        inside = _inside(lengths, offsets, n_timesteps)
         gaps = nan.any(axis=2) & inside
         if gaps.any():
             if missing == "error":
@@ -441,8 +438,19 @@ def _locate(values, input_name, missing, n_columns, first_sample=0):
                     "missing='mask' or missing='ffill'"
                 )
             has_gaps = True
-        values = _shift(np.where(inside[:, :, None], values, 0), offsets).astype(values.dtype, copy=False)
+        values = _start_aligned(values, inside, offsets)
     return np.ascontiguousarray(values), lengths, offsets, has_gaps
+
+
+def _inside(lengths, offsets, n_timesteps):
+    """Boolean (n_samples, n_timesteps): True at the steps between each sequence's first and last."""
+    steps = np.arange(n_timesteps)
+    return (steps >= offsets[:, None]) & (steps < (offsets + lengths)[:, None])
+
+
+def _start_aligned(values, inside, offsets):
+    """``values`` with 0 outside the sequences, each moved to start at step 0 (C-contiguous, same dtype)."""
+    return np.ascontiguousarray(_shift(np.where(inside[:, :, None], values, 0), offsets), values.dtype)
 
 
 def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error",
@@ -582,8 +590,7 @@ def check_tokens(X, *, padding_token=-1, dims=DEFAULT_DIMS, input_name="X"):
         raise ValueError(f"{input_name} contains a sequence of padding tokens only (sample {i})")
     offsets = observed.argmax(axis=1)
     lengths = tokens.shape[1] - observed[:, ::-1].argmax(axis=1) - offsets
-    steps = np.arange(tokens.shape[1])
-    inside = (steps >= offsets[:, None]) & (steps < (offsets + lengths)[:, None])
+    inside = _inside(lengths, offsets, tokens.shape[1])
     if (inside & ~observed).any():
         i, t = np.argwhere(inside & ~observed)[0]
         raise ValueError(f"{input_name} has padding_token={padding_token} inside a sequence (sample {i}, "

@@ -120,11 +120,10 @@ class ChunkedInputs:
         return np.concatenate(outputs)
 
     def token(self):
-        """A digest of the sequences (Dask's name for them) and their scaling, for checkpoints."""
+        """Dask's name for the sequences, a digest of them that computes nothing (for checkpoints)."""
         from dask.base import tokenize
 
-        probe = self.scaled(self.seqs.load(0))
-        return tokenize(self.seqs.values, probe)
+        return tokenize(self.seqs.values)
 
 
 @dataclass
@@ -671,9 +670,12 @@ def _fingerprint(est, data):
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
     digest.update(json.dumps([type(est).__name__, io.jsonable(params), est.n_iter_],
                              default=repr).encode())
-    if isinstance(data.x, ChunkedInputs):
+    if isinstance(data.x, ChunkedInputs):  # the raw sequences' name and the scaling stand for the inputs
         digest.update(data.x.token().encode())
-    arrays = [data.lengths, data.encoded] if isinstance(data.x, ChunkedInputs) else [data.x, data.lengths, data.encoded]
+        scaler = est._x_scaler
+        arrays = [data.lengths, data.encoded] + ([] if scaler is None else [scaler.mean, scaler.scale])
+    else:
+        arrays = [data.x, data.lengths, data.encoded]
     arrays += [a for a in (data.observed, data.sample_weight, data.class_weights) if a is not None]
     if est.n_iter_:  # a warm start: the weights it starts from
         arrays += list(est.network_.state_dict().values())
