@@ -576,11 +576,14 @@ class _SequenceEstimator(BaseEstimator):
             raise ValueError(f"cannot continue training after changing missing from {self._missing!r} to "
                              f"{self.missing!r}; set warm_start=False to start afresh")
         # Validation computes into locals; fitted state changes only once all of it passed.
-        if is_lazy(X) and self.dims[0] in X.dims:
-            sample_weight = _checked_sample_weight(sample_weight, X.sizes[self.dims[0]])
+        # a Dask-backed X's streaming pass weighs the scaling moments, so its weights are checked first
+        lazy_samples = X.sizes.get(self.dims[0]) if is_lazy(X) else None
+        if lazy_samples is not None:
+            sample_weight = _checked_sample_weight(sample_weight, lazy_samples)
         seqs = self._check_X(X, reset=not continuing, sample_weight=sample_weight)
+        if lazy_samples is None:
+            sample_weight = _checked_sample_weight(sample_weight, len(seqs.lengths))
         targets = self._check_targets(y, seqs, reset=not continuing)
-        sample_weight = _checked_sample_weight(sample_weight, len(seqs.lengths))
         encoded, fitted = self._encode_targets(targets, seqs, reset=not continuing, classes=classes,
                                                sample_weight=sample_weight)
         class_weights = self._class_weights(encoded, targets, fitted, partial=partial)
@@ -594,7 +597,7 @@ class _SequenceEstimator(BaseEstimator):
                 stratify = encoded if isinstance(self, ClassifierMixin) and not targets.per_step else None
                 train_rows, val = validation_split(train_rows, self.validation_fraction, self._rng, stratify,
                                                    type(self).__name__, sample_weight)
-                if val is None:  # too few to validate on: the training loss decides
+                if val is None:  # too few to validate on: train without a validation set
                     self.validation_scores_ = self.best_validation_score_ = None
             inputs = ChunkedInputs(seqs, self._scaled) if isinstance(seqs, ChunkedSequences) else self._scaled(seqs)
             data = TrainingData(inputs, seqs.lengths, encoded, targets.values, train_rows, val,
