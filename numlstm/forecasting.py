@@ -48,6 +48,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from numlstm.estimators import LSTMRegressor
+from numlstm.losses import pinball
 
 __all__ = ["LSTMForecaster", "NORMALIZATIONS"]
 
@@ -127,8 +128,7 @@ def _to_panel(y, name, dims, dtype=None):
         coords = [time_coord] * len(rows)
         label, attrs = y.name, dict(y.attrs)
     elif isinstance(y, (list, tuple)) and y and all(np.ndim(s) in (1, 2) for s in y) \
-            and not all(np.ndim(s) == 0 for s in y) and any(isinstance(s, (np.ndarray, xr.DataArray, list, tuple))
-                                                            for s in y):
+            and any(isinstance(s, (np.ndarray, xr.DataArray, list, tuple)) for s in y):
         arrays = [np.asarray(s) for s in y]
         if len({a.shape[1:] for a in arrays}) > 1:
             raise ValueError(f"the series in {name} must have the same number of components, got shapes "
@@ -538,7 +538,8 @@ class LSTMForecaster(BaseEstimator):
         future = self._covariates(panel, future_covariates, "future_covariates", kind="future")
         static = self._covariates(panel, static_covariates, "static_covariates", kind="static")
         every = np.concatenate(panel.values)
-        self._scale_floor = (_SCALE_FLOOR * np.where(every.std(axis=0) > 0, every.std(axis=0), 1)).astype(every.dtype)
+        sd = every.std(axis=0)
+        self._scale_floor = (_SCALE_FLOOR * np.where(sd > 0, sd, 1)).astype(every.dtype)
         X, Y, ends, lengths = self._windows(panel, past, future, static)
         Y = Y.reshape(len(Y), -1)
         seeds = self._seeds()
@@ -604,15 +605,13 @@ class LSTMForecaster(BaseEstimator):
                           UserWarning, stacklevel=3)
             return None, None
         regressor, losses, best, since = self._regressor(random_state), [], np.inf, 0
-        quantiles = None if self.quantiles is None else np.sort(np.asarray(self.quantiles, dtype=float))
         for _ in range(self.max_iter):
             regressor.partial_fit(X[train], Y[train])
             predicted = np.asarray(regressor.predict(X[val]))
-            if quantiles is None:
+            if regressor._quantiles is None:
                 losses.append(float(np.mean((Y[val] - predicted) ** 2)))
             else:  # the pinball loss the quantile model trains on
-                errors = Y[val][..., None] - predicted
-                losses.append(float(np.mean(np.maximum(quantiles * errors, (quantiles - 1) * errors))))
+                losses.append(pinball(predicted.reshape(len(predicted), -1), Y[val], regressor._quantiles)[0])
             if losses[-1] < best - self.tol:
                 best, since = losses[-1], 0
             else:
@@ -673,13 +672,13 @@ class LSTMForecaster(BaseEstimator):
 
     def _inputs(self, y, past_covariates, future_covariates, static_covariates, horizon):
         """The series to continue and their covariates, validated against ``fit``."""
-        counts = dict(fitted=self.n_past_covariates_), dict(fitted=self.n_static_covariates_)
+        n_past, n_static = self.n_past_covariates_, self.n_static_covariates_
         if y is None:
             panel = self._y
             past = self._past if past_covariates is None else self._covariates(
-                panel, past_covariates, "past_covariates", kind="past", **counts[0])
+                panel, past_covariates, "past_covariates", kind="past", fitted=n_past)
             static = self._static if static_covariates is None else self._covariates(
-                panel, static_covariates, "static_covariates", kind="static", **counts[1])
+                panel, static_covariates, "static_covariates", kind="static", fitted=n_static)
         else:
             panel = _to_panel(y, "y", self.dims, self._y.values[0].dtype)
             short = [i for i, n in enumerate(panel.lengths) if n < self.lookback]
@@ -689,8 +688,8 @@ class LSTMForecaster(BaseEstimator):
             if panel.values[0].shape[1] != self.n_components_:
                 raise ValueError(f"y has {panel.values[0].shape[1]} components, but the forecaster was fitted "
                                  f"with {self.n_components_}")
-            past = self._covariates(panel, past_covariates, "past_covariates", kind="past", **counts[0])
-            static = self._covariates(panel, static_covariates, "static_covariates", kind="static", **counts[1])
+            past = self._covariates(panel, past_covariates, "past_covariates", kind="past", fitted=n_past)
+            static = self._covariates(panel, static_covariates, "static_covariates", kind="static", fitted=n_static)
         future = self._covariates(panel, future_covariates, "future_covariates", kind="future",
                                   horizon=self.horizon if self.n_future_covariates_ else horizon,
                                   fitted=self.n_future_covariates_)
@@ -852,14 +851,15 @@ class LSTMForecaster(BaseEstimator):
         errors = point - truth
         folds = tuple(range(1, errors.ndim))
         absolute = np.abs(errors)
+        mae = absolute.mean(axis=folds)
+        magnitude = np.abs(truth) + np.abs(point)
         data = {
             "forecast": (("fold", "step", component_dim) + (("quantile",) if quantiles else ()), forecast),
             "truth": (("fold", "step", component_dim), truth),
-            "mae": ("fold", absolute.mean(axis=folds)),
+            "mae": ("fold", mae),
             "rmse": ("fold", np.sqrt((errors ** 2).mean(axis=folds))),
-            "mase": ("fold", absolute.mean(axis=folds) / np.where(np.asarray(scales) > 0, scales, np.nan)),
-            "smape": ("fold", np.mean(200 * absolute / np.where(np.abs(truth) + np.abs(point) > 0,
-                                                                   np.abs(truth) + np.abs(point), np.inf), axis=folds)),
+            "mase": ("fold", mae / np.where(np.asarray(scales) > 0, scales, np.nan)),
+            "smape": ("fold", np.mean(200 * absolute / np.where(magnitude > 0, magnitude, np.inf), axis=folds)),
             "fit_time": ("fold", np.asarray(fit_times)),
         }
         if quantiles:
