@@ -167,6 +167,9 @@ def test_feature_names_of_ragged_dataarrays_and_no_warning_for_plain_use():
     y = np.array([s[-1, 0] for s in seqs])
     da = pad(seqs, dims=("sample", "time", "feature")).assign_coords(feature=["a", "b"])
     est = LSTMRegressor(**TINY).fit(da, y)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b"])
+    unnamed = LSTMRegressor(**TINY).fit(pad(seqs), y)
+    np.testing.assert_array_equal(est.predict(da).values, unnamed.predict(pad(seqs)))  # names change no number
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(est.predict(da), xr.DataArray)

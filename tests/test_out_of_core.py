@@ -101,7 +101,9 @@ def test_classifier_and_per_step_targets_stream_too():
     assert set(clf.classes_) == {0, 1}
     per_step = X.isel(feature=0).cumsum("time")
     reg = LSTMRegressor(**TINY).fit(X.chunk({"sample": 16}), per_step)
-    assert reg.predict(X).dims == ("sample", "time")
+    predicted = reg.predict(X)
+    assert predicted.dims == ("sample", "time")
+    np.testing.assert_array_equal(predicted.isnull(), X.isel(feature=0).isnull())  # each sample's own steps
 
 
 def test_bad_chunks_are_named_with_the_global_sample_index():

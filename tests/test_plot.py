@@ -75,7 +75,11 @@ def test_forecast_with_arrays_follows_the_history():
     ax = plot.forecast(np.arange(3.0), np.ones(3), history=np.zeros(5))
     history, truth, pred = ax.get_lines()
     np.testing.assert_array_equal(history.get_xdata(), np.arange(5))
+    np.testing.assert_array_equal(history.get_ydata(), np.zeros(5))
     np.testing.assert_array_equal(truth.get_xdata(), [5, 6, 7])
+    np.testing.assert_array_equal(truth.get_ydata(), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(pred.get_xdata(), [5, 6, 7])
+    np.testing.assert_array_equal(pred.get_ydata(), [1.0, 1.0, 1.0])
     assert not ax.collections
 
 
@@ -85,6 +89,10 @@ def test_forecast_with_datetime_coords():
                          attrs={"units": "ppm"})
     ax = plot.forecast(truth, truth + 1)
     assert ax.get_ylabel() == "co2 [ppm]" and len(ax.get_lines()) == 2
+    truth_line, pred_line = ax.get_lines()
+    for line in (truth_line, pred_line):  # drawn against the months themselves, not step numbers
+        np.testing.assert_array_equal(np.asarray(line.get_xdata(), dtype="datetime64[ns]"), time)
+    np.testing.assert_array_equal(pred_line.get_ydata(), np.arange(1.0, 7.0))
 
 
 def test_forecast_of_the_future_without_truth():
@@ -151,6 +159,9 @@ def test_summary_counts_every_parameter():
     net = est.network_
     total = sum(np.size(v) for v in net.layer.state_dict().values()) + np.size(net.weight) + np.size(net.bias)
     assert lines[-1].split() == ["total", f"{total:,}"]
+    # by hand: an LSTM direction has 4H(I + H) weights and 2 * 4H biases; H = 4, I = 2 then 2H = 8
+    by_hand = 2 * (16 * (2 + 4) + 32) + 2 * (16 * (8 + 4) + 32) + (8 + 1)
+    assert total == by_hand == 713
     assert lines[-2].split() == ["dense", "head", "8", "1", "9"]
     with pytest.raises(NotFittedError):
         plot.summary(LSTMRegressor())

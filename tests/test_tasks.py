@@ -124,7 +124,8 @@ def test_a_pytorch_model_loads_into_a_fitted_estimator(module, tmp_path):
                                rtol=1e-12)
     reg.save(tmp_path / "from_torch.npz")
     np.testing.assert_array_equal(numlstm.load(tmp_path / "from_torch.npz").predict(X), reg.predict(X))
-    reg.partial_fit(X, expected)  # and it trains on from there
+    reg.partial_fit(X, expected)  # and it trains on from there: from the imported weights, nothing to learn
+    assert reg.n_iter_ == 1 and reg.loss_curve_[0] < 1e-20
     with pytest.raises(ValueError, match="proj"):
         LSTMRegressor.from_torch(torch.nn.LSTM(3, 5, proj_size=2), head)
 
@@ -160,7 +161,13 @@ def test_class_weights_with_numeric_labels_save_and_train_on(tmp_path):
     clf.save(tmp_path / "weighted.npz")
     loaded = numlstm.load(tmp_path / "weighted.npz")
     assert loaded.class_weight == {0: 1.0, 1: 3.0}
+    np.testing.assert_array_equal(loaded.classes_, [0, 1])
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     loaded.set_params(warm_start=True).fit(X, y)  # the labels still match the weights
+    # and the weights still act: the same two epochs without them end elsewhere
+    unweighted = numlstm.load(tmp_path / "weighted.npz").set_params(warm_start=True, class_weight=None).fit(X, y)
+    assert np.abs(loaded.predict_proba(X) - unweighted.predict_proba(X)).max() > 1e-6
+    assert loaded.predict_proba(X)[:, 1].mean() > unweighted.predict_proba(X)[:, 1].mean()  # 1 weighs 3 times
 
 
 def test_class_weight_values_and_labels_are_checked():
