@@ -207,13 +207,9 @@ def _thread_count(n_rows):
     return max(1, min(num_threads(), n_rows))
 
 
-def _row_bounds(n_rows, n_threads=None):
-    """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``.
-
-    ``n_threads`` defaults to ``_thread_count(n_rows)``.
-    """
-    n = _thread_count(n_rows) if n_threads is None else n_threads
-    return [n_rows * k // n for k in range(n + 1)]
+def _row_bounds(n_rows, n_threads):
+    """Bounds of the contiguous row ranges, one per thread, that cover ``range(n_rows)``."""
+    return [n_rows * k // n_threads for k in range(n_threads + 1)]
 
 
 def rows_per_thread(n_rows):

@@ -661,7 +661,6 @@ class _RecurrentLayer:
         D, P = self.num_directions, self.output_size
         cell, options = self._cell(), self._cell_options()
         grads = {}
-        dinp = None
         for layer in reversed(range(self.num_layers)):
             need_dx = layer > 0 or need_input_grad
             dinp = None

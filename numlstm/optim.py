@@ -134,16 +134,19 @@ class _Optimizer:
         buffers : dict of str to list of ndarray
             Each per-parameter state list (velocities, moments), in parameter order.
         """
-        scalars = {"learning_rate": self.learning_rate, **({"t": self.t} if hasattr(self, "t") else {})}
         buffers = {name: [np.array(_host(b)) for b in getattr(self, name)] for name in self._BUFFERS}
-        return scalars, buffers
+        return self._scalars(), buffers
+
+    def _scalars(self):
+        """The scalar half of ``state_dict``."""
+        return {"learning_rate": self.learning_rate, **({"t": self.t} if hasattr(self, "t") else {})}
 
     def load_state_dict(self, scalars, buffers):
         """Restore a state from ``state_dict``; ValueError if it does not fit this optimizer.
 
         The buffers go where the optimizer's own buffers live (host or device).
         """
-        if set(scalars) != set(self.state_dict()[0]) or set(buffers) != set(self._BUFFERS):
+        if set(scalars) != set(self._scalars()) or set(buffers) != set(self._BUFFERS):
             raise ValueError(f"optimizer state has {sorted(scalars)} and {sorted(buffers)}, "
                              f"not the state of {type(self).__name__}")
         for name in self._BUFFERS:
@@ -237,8 +240,9 @@ class Adam(_Optimizer):
         super().__init__(params, learning_rate, weight_decay)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
-        self.ms = [_zeros_like(p) for p in self._ordered(params, "params")]
-        self.vs = [_zeros_like(p) for p in self._ordered(params, "params")]
+        params = self._ordered(params, "params")
+        self.ms = [_zeros_like(p) for p in params]
+        self.vs = [_zeros_like(p) for p in params]
 
     def _begin_step(self):
         self.t += 1

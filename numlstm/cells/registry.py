@@ -255,7 +255,6 @@ SPECS = {spec.name: spec for spec in (
         gate_states=("hidden",),
         accumulate=False,
         split_grads=False,
-        cuda_variants=lambda: ({},),
     ),
 )}
 
