@@ -245,9 +245,15 @@ def _forward_units(x2d, w_ih, w_hh, n_gates, lengths, reverse, hbuf, c, out, off
 
 
 def _sources_digest():
-    """A short digest of this package's sources, for the generated kernels' cache names."""
+    """A short digest of the sources the generated kernels compile in, for their cache names.
+
+    Numba's cache notices edits to a kernel's own file only; the kernels here
+    also freeze in the cells' steps and helpers and ``numlstm/_config.py``'s
+    tunables, so any edit to those names new kernels.
+    """
     digest = hashlib.sha1()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    here = Path(__file__).parent
+    for path in [*sorted(here.glob("*.py")), here.parent / "_config.py"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 
