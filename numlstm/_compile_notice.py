@@ -94,7 +94,7 @@ def announce(module, cell_name, dtype):
     dtype : dtype-like
         float32 or float64.
     """
-    key = (module.__name__, np.dtype(dtype).name)
+    key = (module.__name__, np.dtype(dtype))  # not .name: a property in Python, on every forward
     if key in _announced:
         return
     _announced.add(key)

@@ -202,9 +202,12 @@ def single_threaded_blas():
                     _blas_limiter.restore_original_limits()
 
 
-def _thread_count(n_rows):
-    """Threads that ``run_on_rows`` would split ``n_rows`` rows across if called now."""
-    return max(1, min(num_threads(), n_rows))
+def _thread_count(n_rows, n_threads=None):
+    """Threads that ``run_on_rows`` would split ``n_rows`` rows across if called now.
+
+    ``n_threads`` is ``num_threads()``, for a caller that has it already.
+    """
+    return max(1, min(num_threads() if n_threads is None else n_threads, n_rows))
 
 
 def _row_bounds(n_rows, n_threads):
@@ -212,9 +215,9 @@ def _row_bounds(n_rows, n_threads):
     return [n_rows * k // n_threads for k in range(n_threads + 1)]
 
 
-def rows_per_thread(n_rows):
-    """The most rows that one range of ``run_on_rows`` gets, were it called now."""
-    return -(-n_rows // _thread_count(n_rows))
+def rows_per_thread(n_rows, n_threads=None):
+    """The most rows that one range of ``run_on_rows`` gets, were it called now (see ``_thread_count``)."""
+    return -(-n_rows // _thread_count(n_rows, n_threads))
 
 
 def run_on_rows(fn, n_rows, calls_blas=False):

@@ -360,15 +360,7 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
         X, plain = pad(list(X)), False
     else:
         _check_single_series(X, input_name)
-    values = check_array(
-        X,
-        dtype=dtype,
-        ensure_all_finite=False,
-        allow_nd=True,
-        ensure_min_samples=1,
-        ensure_min_features=1,
-        input_name=input_name,
-    )
+    values = _float_array(X, dtype, input_name)
     n_columns = None
     if values.ndim == 2:
         n_columns = values.shape[1] if plain else None
@@ -394,6 +386,27 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
         )
     values, lengths, offsets, has_gaps = _locate(values, input_name, missing, n_columns)
     return Sequences(values, lengths, dims if from_xarray else None, coords, offsets, n_columns, has_gaps)
+
+
+def _float_array(X, dtype, input_name):
+    """``X`` as an array of an accepted float ``dtype`` (the first one if it must be converted).
+
+    A NumPy array that already is one, with a sample and a step, is taken as
+    it is: scikit-learn's ``check_array`` would only confirm that, at a cost
+    as large as a small predict's kernels. Anything else goes through it.
+    """
+    accepted = dtype if isinstance(dtype, (tuple, list)) else (dtype,)
+    if type(X) is np.ndarray and X.ndim in (2, 3) and X.size and any(X.dtype == d for d in accepted):
+        return X
+    return check_array(
+        X,
+        dtype=dtype,
+        ensure_all_finite=False,
+        allow_nd=True,
+        ensure_min_samples=1,
+        ensure_min_features=1,
+        input_name=input_name,
+    )
 
 
 def _locate(values, input_name, missing, n_columns, first_sample=0):

@@ -657,7 +657,8 @@ class _SequenceEstimator(BaseEstimator):
 
     def _forward(self, X):
         """Validated X and the network's outputs: one row per sequence, or per valid step."""
-        check_is_fitted(self)
+        if not hasattr(self, "network_"):  # raises; check_is_fitted(self) would cost a tag lookup per predict
+            check_is_fitted(self, "network_")
         seqs = self._check_X(X, reset=False)
         if isinstance(seqs, ChunkedSequences):
             return seqs, ChunkedInputs(seqs, self._scaled).predict(self.network_, np.arange(len(seqs.lengths)))

@@ -135,7 +135,7 @@ def test_concurrent_callers_agree(two_threads, counted_splits):
 def test_unit_split_rules(monkeypatch):
     monkeypatch.setattr(common, "num_threads", lambda: 2)
     monkeypatch.setattr(common, "usable_cores", lambda: 2)
-    monkeypatch.setattr(common, "rows_per_thread", lambda B: -(-B // 2))
+    monkeypatch.setattr(common, "rows_per_thread", lambda B, n_threads=None: -(-B // 2))
     assert common.unit_split(1, 128, 4 * 128 * 160) == [0, 64, 128]
     assert common.unit_split(8, 40, 10) == [0, 16, 40]  # inner bounds on whole vectors
     assert common.unit_split(1, 32, 4 * 32 * 40) is None  # one small row: no hand-off is cheaper
