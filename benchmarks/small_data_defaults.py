@@ -48,37 +48,51 @@ if REPO not in sys.path:
 LEARNING_RATES = (3e-3, 1e-2, 3e-2)
 MAX_ITERS = (30, 100, 300)
 
+# The defaults before issue 15, which the first candidates change one or two of.
+FORMER = dict(learning_rate=1e-2, max_iter=100, n_iter_no_change=10)
+
 CANDIDATES = {
-    # name: the arguments that differ from the estimators' current defaults
-    "patience 20": dict(n_iter_no_change=20),
-    "patience 30": dict(n_iter_no_change=30),
-    "epochs 200, patience 30": dict(max_iter=200, n_iter_no_change=30),
-    "epochs 300, patience 30": dict(max_iter=300, n_iter_no_change=30),
-    "epochs 300, patience 50": dict(max_iter=300, n_iter_no_change=50),
+    # name: the arguments that set what the name says (the others at the estimators' defaults)
+    "patience 20": dict(FORMER, n_iter_no_change=20),
+    "patience 30": dict(FORMER, n_iter_no_change=30),
+    "epochs 200, patience 30": dict(FORMER, max_iter=200, n_iter_no_change=30),
+    "epochs 300, patience 30": dict(FORMER, max_iter=300, n_iter_no_change=30),
+    "epochs 300, patience 50": dict(FORMER, max_iter=300, n_iter_no_change=50),
     "lr 3e-3, epochs 300, patience 30": dict(learning_rate=3e-3, max_iter=300, n_iter_no_change=30),
-    "batch 16, epochs 200, patience 30": dict(batch_size=16, max_iter=200, n_iter_no_change=30),
-    "epochs 200, patience 50": dict(max_iter=200, n_iter_no_change=50),
-    "epochs 200, all epochs": dict(max_iter=200, n_iter_no_change=200),
-    "epochs 300, patience 50, plateau": dict(max_iter=300, n_iter_no_change=50, learning_rate_schedule="plateau"),
-    "epochs 300, patience 100": dict(max_iter=300, n_iter_no_change=100),
+    "batch 16, epochs 200, patience 30": dict(FORMER, batch_size=16, max_iter=200, n_iter_no_change=30),
+    "epochs 200, patience 50": dict(FORMER, max_iter=200, n_iter_no_change=50),
+    "epochs 200, all epochs": dict(FORMER, max_iter=200, n_iter_no_change=200),
+    "epochs 300, patience 50, plateau": dict(FORMER, max_iter=300, n_iter_no_change=50,
+                                             learning_rate_schedule="plateau"),
+    "epochs 300, patience 100": dict(FORMER, max_iter=300, n_iter_no_change=100),
     "lr 3e-3, epochs 300, patience 50": dict(learning_rate=3e-3, max_iter=300, n_iter_no_change=50),
     "lr 3e-3, epochs 300, patience 100": dict(learning_rate=3e-3, max_iter=300, n_iter_no_change=100),
     "lr 3e-3, epochs 500, patience 50": dict(learning_rate=3e-3, max_iter=500, n_iter_no_change=50),
     "lr 3e-3, epochs 200, all epochs": dict(learning_rate=3e-3, max_iter=200, n_iter_no_change=200),
+    "lr 3e-3, epochs 400, all epochs": dict(learning_rate=3e-3, max_iter=400, n_iter_no_change=None),
+    "lr 4e-3, epochs 300, all epochs": dict(learning_rate=4e-3, max_iter=300, n_iter_no_change=None),
+    "lr 5e-3, epochs 300, all epochs": dict(learning_rate=5e-3, max_iter=300, n_iter_no_change=None),
+    "lr 3e-3, epochs 300, batch 16": dict(learning_rate=3e-3, max_iter=300, n_iter_no_change=None, batch_size=16),
+    "lr 3e-3, epochs 300, cosine": dict(learning_rate=3e-3, max_iter=300, n_iter_no_change=None,
+                                        learning_rate_schedule="cosine"),
+    "lr 1e-2, epochs 300, cosine": dict(learning_rate=1e-2, max_iter=300, n_iter_no_change=None,
+                                        learning_rate_schedule="cosine"),
+    "lr 3e-2, epochs 300, cosine": dict(learning_rate=3e-2, max_iter=300, n_iter_no_change=None,
+                                        learning_rate_schedule="cosine"),
 }
 
 
 def grid():
     """The search grid, {name: arguments}: learning rate x epochs, either run to the last epoch
     ("all epochs": ``n_iter_no_change=max_iter``, so nothing stops training) or with
-    ``early_stopping=True`` (which watches the training loss when too few sequences are
-    left to validate on)."""
+    ``early_stopping=True`` and a patience of 10 epochs (which watches the training loss
+    when too few sequences are left to validate on)."""
     configs = {}
     for lr, epochs in itertools.product(LEARNING_RATES, MAX_ITERS):
         configs[f"lr {lr:g}, {epochs} epochs, all epochs"] = dict(learning_rate=lr, max_iter=epochs,
                                                                   n_iter_no_change=epochs)
         configs[f"lr {lr:g}, {epochs} epochs, early stopping"] = dict(learning_rate=lr, max_iter=epochs,
-                                                                      early_stopping=True)
+                                                                      early_stopping=True, n_iter_no_change=10)
     return configs
 
 

@@ -140,10 +140,14 @@ _PARAMETERS_DOC = """
         Step size. With ``max_iter=300`` it was the best default on ten small
         classification sets (see the defaults guide); lower it for large
         networks.
-    learning_rate_schedule : {"constant", "plateau"}, default="constant"
+    learning_rate_schedule : {"constant", "plateau", "cosine"}, default="constant"
         "plateau" divides the step size by 5 each time the score that
         stopping watches (see ``n_iter_no_change``) has not improved for
-        ``max(1, n_iter_no_change // 2)`` epochs in a row.
+        ``max(1, n_iter_no_change // 2)`` epochs in a row. "cosine" decays it
+        over the ``max_iter`` epochs of each ``fit`` call, epoch ``t`` (from
+        0) training at ``learning_rate * (1 + cos(pi * t / max_iter)) / 2``
+        (``numlstm.training.cosine_learning_rate``; SGDR without restarts,
+        Loshchilov & Hutter 2017); ``partial_fit`` keeps ``learning_rate``.
     momentum : float, default=0.9
         SGD momentum.
     nesterov : bool, default=False
@@ -276,7 +280,7 @@ class _SequenceEstimator(BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "optimizer": [StrOptions({"adam", "sgd"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate_schedule": [StrOptions({"constant", "plateau"})],
+        "learning_rate_schedule": [StrOptions({"constant", "plateau", "cosine"})],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterov": ["boolean"],
         "weight_decay": [Interval(Real, 0, None, closed="left")],

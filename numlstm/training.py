@@ -11,6 +11,17 @@ stop on it ends many fits at chance accuracy (see the defaults guide). The
 loop works on the estimator's fitted attributes; the estimator owns the
 data, the network, the loss and the scores.
 
+Learning-rate schedules
+-----------------------
+``learning_rate_schedule="constant"`` keeps ``learning_rate``. "plateau"
+divides the optimizer's rate by 5 each time the watched score has not
+improved for half the patience. "cosine" sets the rate of each epoch of a
+``fit`` call by ``cosine_learning_rate``: it falls from ``learning_rate``
+towards 0 over ``max_iter`` epochs (SGDR without restarts, Loshchilov &
+Hutter 2017), so that a large first rate ends as a small one. A
+``partial_fit`` epoch trains at ``learning_rate`` under "cosine": an open
+ended run has no last epoch to decay towards.
+
 Validation
 ----------
 With ``early_stopping``, ``validation_split`` holds out
@@ -42,8 +53,9 @@ training state: the current weights, the optimizer's state, the random
 generators' states, the split into training and validation sequences, the
 epoch counters and the stopping state. ``fit`` with a ``checkpoint_path``
 that holds a checkpoint of the same fit (the same estimator class and
-hyper-parameters, ``max_iter``, ``verbose``, ``warm_start`` and
-``checkpoint_path`` aside; the same data; the same starting point) resumes
+hyper-parameters, ``verbose``, ``warm_start``, ``checkpoint_path`` and,
+except under the "cosine" schedule whose rates it sets, ``max_iter`` aside;
+the same data; the same starting point) resumes
 from it, and ends with exactly the weights of an uninterrupted run. A
 checkpoint of another fit is replaced, with a warning. Never overwritten: a
 file that is no numlstm model file (``fit`` and ``partial_fit`` alike), and
@@ -68,8 +80,9 @@ from sklearn.model_selection import train_test_split
 from numlstm import io
 from numlstm.optim import clip_grad_norm
 
-__all__ = ["DIVERGENCE_FACTOR", "DEFAULT_PATIENCE", "MIN_VALIDATION_SEQUENCES", "patience", "ChunkedInputs",
-           "TrainingData", "train", "batch_gradients", "shard_gradients", "validation_split", "target_rows"]
+__all__ = ["DIVERGENCE_FACTOR", "DEFAULT_PATIENCE", "MIN_VALIDATION_SEQUENCES", "patience", "cosine_learning_rate",
+           "ChunkedInputs", "TrainingData", "train", "batch_gradients", "shard_gradients", "validation_split",
+           "target_rows"]
 
 DIVERGENCE_FACTOR = 1e4
 """How many times the reference loss a mini-batch loss may reach before training counts as diverged."""
@@ -323,6 +336,34 @@ def patience(est, validating):
     return DEFAULT_PATIENCE if validating else None
 
 
+def cosine_learning_rate(learning_rate, epoch, n_epochs):
+    """The learning rate of epoch ``epoch`` (0 for the first) of ``n_epochs`` under a cosine decay.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The rate of the first epoch.
+    epoch : int
+        Epochs finished before this one, ``0 <= epoch < n_epochs``.
+    n_epochs : int
+        The epochs the rate decays over (``max_iter``).
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    .. math:: \\eta_t = \\eta \\, \\tfrac{1}{2} \\left(1 + \\cos \\frac{\\pi t}{T}\\right)
+
+    for epoch :math:`t` of :math:`T`: the schedule of SGDR (Loshchilov &
+    Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR
+    2017) with a single cycle and a floor of 0. The rate is set once per
+    epoch; the last epoch trains at :math:`\\eta (1 - \\cos(\\pi / T)) / 2 > 0`.
+    """
+    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / n_epochs))
+
+
 def train(est, data, *, partial, gradients=batch_gradients):
     """Run one ``fit`` (``partial=False``) or ``partial_fit`` call's epochs on ``est``.
 
@@ -424,6 +465,8 @@ class _Loop:
     def _epoch(self):
         """Train one epoch, then update the curves and the stopping state; returns the bar's postfix."""
         est, data = self.est, self.data
+        if est.learning_rate_schedule == "cosine" and not self.partial:
+            est._optimizer.learning_rate = cosine_learning_rate(est.learning_rate, self.epochs, est.max_iter)
         loss = self._run_batches()
         est.n_iter_ += 1
         est.loss_curve_.append(loss)
@@ -661,12 +704,15 @@ def _checked_indices(values, n, name):
 def _fingerprint(est, data):
     """A digest of what decides the fit's course: class, hyper-parameters, data and starting point.
 
-    The split into training and validation sequences and a fresh fit's
-    initial weights are left out: a resumed fit takes them from the
-    checkpoint, so that a fit without an int ``random_state`` resumes too.
+    ``max_iter`` counts only under the "cosine" schedule. The split into
+    training and validation sequences and a fresh fit's initial weights are
+    left out: a resumed fit takes them from the checkpoint, so that a fit
+    without an int ``random_state`` resumes too.
     """
     digest = hashlib.sha256()
     params = {k: v for k, v in est.get_params().items() if k not in _NOT_FINGERPRINTED}
+    if est.learning_rate_schedule == "cosine":  # max_iter sets each epoch's learning rate
+        params["max_iter"] = est.max_iter
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
     digest.update(json.dumps([type(est).__name__, io.jsonable(params), est.n_iter_],
                              default=repr).encode())

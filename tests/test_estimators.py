@@ -277,6 +277,49 @@ def test_partial_fit_and_warm_start():
     assert cold.n_iter_ == 3
 
 
+def test_cosine_schedule_sets_each_epochs_rate(monkeypatch, tmp_path):
+    X, _ = sequences(n=20)
+    y = X[:, -1, 0]
+    seen = []
+    update = Adam.update_params
+
+    def recording(self, params, grads):
+        seen.append(self.learning_rate)
+        return update(self, params, grads)
+
+    monkeypatch.setattr(Adam, "update_params", recording)
+    params = dict(TINY, max_iter=4, batch_size=10, learning_rate=0.02, learning_rate_schedule="cosine")
+    LSTMRegressor(**params).fit(X, y)
+    # two mini-batches per epoch at 0.02 * (1 + cos(pi * t / 4)) / 2 for epochs t = 0..3
+    epoch_rates = [0.02, 0.01 * (1 + 0.5**0.5), 0.01, 0.01 * (1 - 0.5**0.5)]
+    np.testing.assert_allclose(seen, np.repeat(epoch_rates, 2), rtol=1e-15)
+    seen.clear()
+    reg = LSTMRegressor(**params)
+    for _ in range(3):
+        reg.partial_fit(X, y)  # an open-ended run has no last epoch: the rate stays
+    assert seen == [0.02] * 6
+    # a fit interrupted after two epochs resumes at the third epoch's rate, and ends as a straight fit
+    path = tmp_path / "run.npz"
+
+    def interrupting(self, params, grads):
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+        return recording(self, params, grads)
+
+    monkeypatch.setattr(Adam, "update_params", interrupting)
+    seen.clear()
+    with pytest.warns(UserWarning, match="interrupted after 2 epochs"):
+        LSTMRegressor(**params, checkpoint_path=path).fit(X, y)
+    monkeypatch.setattr(Adam, "update_params", recording)
+    seen.clear()
+    resumed = LSTMRegressor(**params, checkpoint_path=path).fit(X, y)
+    np.testing.assert_allclose(seen, np.repeat(epoch_rates[2:], 2), rtol=1e-15)
+    np.testing.assert_array_equal(resumed.predict(X), LSTMRegressor(**params).fit(X, y).predict(X))
+    # max_iter sets every epoch's rate, so a checkpoint of another max_iter is another fit
+    with pytest.warns(UserWarning, match="another fit"):
+        LSTMRegressor(**dict(params, max_iter=6), checkpoint_path=path).fit(X, y)
+
+
 def test_verbose_shows_a_progress_bar(capsys):
     pytest.importorskip("tqdm")
     X, _ = sequences(n=10)
@@ -623,6 +666,7 @@ def test_bad_input_errors():
         (dict(learning_rate=-1), ValueError, "learning_rate"),
         (dict(dropout=1.0), ValueError, "dropout"),
         (dict(optimizer="lbfgs"), ValueError, "optimizer"),
+        (dict(learning_rate_schedule="step"), ValueError, "learning_rate_schedule"),
         (dict(validation_fraction=0.0), ValueError, "validation_fraction"),
         (dict(cell="gru", peephole=True), ValueError, "need cell='lstm'"),
         (dict(nesterov=True), ValueError, "nesterov"),
