@@ -53,14 +53,17 @@ def load_gdp():
 SERIES = dict(example.SERIES, airline=(load_airline, 12, 12), lynx=(load_lynx, 1, 5), realgdp=(load_gdp, 4, 8))
 FOLDS = example.FOLDS
 
-# The settings of the tables in docs/guide/forecasting.md ("default" is LSTMForecaster's defaults; the
-# rows measured before the default patience became 20 keep n_iter_no_change=10, the default then).
-OLD = dict(n_iter_no_change=10)
+# The settings of the tables in docs/guide/forecasting.md ("default" is LSTMForecaster's defaults).
+# The rows measured before the linear part became the default run without it (BEFORE), and those
+# measured before the default patience became 20 keep n_iter_no_change=10, the default then (OLD).
+BEFORE = dict(linear=False)
+OLD = dict(BEFORE, n_iter_no_change=10)
 CONFIGS = {
     "default": {},
-    "ensemble3": dict(n_models=3),
-    "patience30": dict(n_iter_no_change=30),
-    "last": dict(normalize="last"),
+    "no_linear": BEFORE,
+    "ensemble3": dict(BEFORE, n_models=3),
+    "patience30": dict(BEFORE, n_iter_no_change=30),
+    "last": dict(BEFORE, normalize="last"),
     "patience10": OLD,
     "patience10_hidden16": dict(OLD, hidden_size=16),
     "patience10_last": dict(OLD, normalize="last"),

@@ -7,7 +7,7 @@ the future time coords.
 
 Signature (the surface an adapter, e.g. for sktime, wraps)::
 
-    LSTMForecaster(*, lookback=36, horizon=12, normalize="mean", quantiles=None,
+    LSTMForecaster(*, lookback=36, horizon=12, normalize="mean", linear=True, quantiles=None,
                    cell="lstm", hidden_size=32, num_layers=1, dropout=0.0, batch_size=32,
                    max_iter=200, learning_rate=1e-2, early_stopping=True,
                    validation_fraction=0.2, n_iter_no_change=20, tol=1e-4,
@@ -44,6 +44,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import RidgeCV
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -58,6 +59,11 @@ NORMALIZATIONS = ("mean", "last", "none")
 # Floor of a window's scale, as a share of the component's standard deviation over all
 # training steps: a flat window must not blow its targets up.
 _SCALE_FLOOR = 0.1
+
+# Penalties the linear part's ridge regression chooses from, by leave-one-out error. Its inputs are
+# window-normalised (about unit variance per lag), so these span from almost no shrinkage to a
+# forecast of the window's last value (plus a constant) for a few hundred windows.
+_RIDGE_ALPHAS = np.logspace(-2, 4, 13)
 
 
 @dataclass
@@ -76,6 +82,11 @@ class _Panel:
     @property
     def lengths(self):
         return np.array([len(v) for v in self.values])
+
+
+def _median(quantiles):
+    """The index of the quantile nearest 0.5, whose forecast is the point forecast."""
+    return int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))
 
 
 def _check_dims(dims):
@@ -203,9 +214,11 @@ class LSTMForecaster(BaseEstimator):
     input steps (``normalize``), and trains one ``numlstm.LSTMRegressor`` to
     map the window to all ``horizon`` future steps at once (the *direct*
     multi-horizon strategy, MIMO: one network, one output per step ahead and
-    component, no feedback of its own forecasts). ``predict`` reads the last
-    ``lookback`` steps of each series and returns the next ``horizon`` steps
-    on the series' future time coords.
+    component, no feedback of its own forecasts). With ``linear`` (default)
+    the forecast is a weighted mean of the network's and that of a linear
+    autoregression fitted in closed form on the same windows. ``predict``
+    reads the last ``lookback`` steps of each series and returns the next
+    ``horizon`` steps on the series' future time coords.
 
     Parameters
     ----------
@@ -229,6 +242,22 @@ class LSTMForecaster(BaseEstimator):
         levels to the regressor's global standardisation, which cannot
         extrapolate beyond the levels seen in training. The default was the
         most accurate in the backtests of ``docs/guide/forecasting.md``.
+    linear : bool, default=True
+        Combine the network with a linear autoregression: a ridge
+        regression (``sklearn.linear_model.RidgeCV``, its penalty chosen by
+        leave-one-out error) from each window's normalised target values,
+        less the last one, to its normalised targets less the same (NLinear,
+        Zeng et al. 2023), fitted on all training windows in closed form.
+        The forecast is the weighted mean of the network's and the linear
+        part's, with weights inversely proportional to their mean squared
+        errors on the held-out windows of ``early_stopping`` (the linear part
+        then fitted on the training windows only; ``network_weight_``), or
+        equal without early stopping. With ``quantiles``, every quantile of
+        the network moves as its median does, so the spread stays the
+        network's. The linear part adds no epochs and leaves the network as
+        it is. It reads only the target values, not the covariates: with
+        covariates that drive the series, keep ``early_stopping`` (the weights
+        then favour the network) or pass False. False: the network alone.
     quantiles : sequence of float in (0, 1) or None, default=None
         If given, the network is trained on the pinball loss of these
         quantiles (``LSTMRegressor(loss="quantile")``) and every forecast has a
@@ -293,6 +322,15 @@ class LSTMForecaster(BaseEstimator):
         The first of them: its X has ``lookback`` steps (``lookback +
         horizon`` with future covariates) and its y ``horizon *
         n_components_`` columns.
+    linear_ : sklearn.linear_model.RidgeCV or None
+        With ``linear``, the linear part: it maps the ``lookback *
+        n_components_`` normalised target values of a window less the last
+        one (step-major, as ``(lookback, n_components_)`` flattened) to its
+        ``horizon * n_components_`` normalised targets less the same. None
+        without.
+    network_weight_ : float
+        The network's share of the forecast, the linear part having the
+        rest: 1.0 without ``linear``, 0.5 without ``early_stopping``.
     n_components_ : int
         Components (targets) per step of ``y``.
     n_series_ : int
@@ -320,6 +358,21 @@ class LSTMForecaster(BaseEstimator):
     :math:`\\hat y_{t_j+h} = m_j + s_j\\,o_h`. Because both the shift and the
     positive scale are undone exactly, quantiles stay ordered.
 
+    With ``linear``, let :math:`x_j` hold the window's normalised target
+    values and :math:`\\ell_j` its last one. The ridge regression's
+    :math:`W, b` minimise :math:`\\sum_j \\lVert z_j - \\ell_j - W(x_j - \\ell_j)
+    - b\\rVert^2 + \\alpha \\lVert W\\rVert^2`, with :math:`z_j` the normalised
+    targets and :math:`\\alpha` chosen by leave-one-out error (closed form);
+    in the original units its forecast is :math:`y_{t_j} +
+    W(y_{t_j-L+1..t_j} - y_{t_j}) + s_j b`, an autoregression that shrinks
+    towards the naive forecast. With the mean squared errors :math:`e_{net}`
+    and :math:`e_{lin}` of the two on the held-out windows, the network's
+    weight is :math:`w = e_{lin}/(e_{lin} + e_{net})` and the output becomes
+    :math:`o + (1 - w)(\\ell_j + W(x_j - \\ell_j) + b - o)`: weights
+    inversely proportional to the errors, which ignore the errors'
+    correlation and so are estimated robustly from few windows (Bates and
+    Granger 1969; Smith and Wallis 2009).
+
     Covariates enter as extra input features per step: past covariates
     over the ``lookback`` steps; future covariates over the ``lookback`` steps
     and the ``horizon`` steps after them, through which the network then runs
@@ -329,14 +382,24 @@ class LSTMForecaster(BaseEstimator):
 
     References
     ----------
+    Bates, J. M. and Granger, C. W. J. (1969). The combination of forecasts.
+    Operational Research Quarterly 20(4), 451-468.
+
     Kim, T., Kim, J., Tae, Y., Park, C., Choi, J.-H. and Choo, J. (2022).
     Reversible instance normalization for accurate time-series forecasting
     against distribution shift. ICLR 2022.
+
+    Smith, J. and Wallis, K. F. (2009). A simple explanation of the forecast
+    combination puzzle. Oxford Bulletin of Economics and Statistics 71(3),
+    331-355.
 
     Taieb, S. B., Bontempi, G., Atiya, A. F. and Sorjamaa, A. (2012). A review
     and comparison of strategies for multi-step ahead time series
     forecasting based on the NN5 forecasting competition. Expert Systems
     with Applications 39(8), 7067-7083.
+
+    Zeng, A., Chen, M., Zhang, L. and Xu, Q. (2023). Are transformers
+    effective for time series forecasting? AAAI 2023, 11121-11128.
 
     Examples
     --------
@@ -353,6 +416,7 @@ class LSTMForecaster(BaseEstimator):
         "lookback": [Interval(Integral, 1, None, closed="left")],
         "horizon": [Interval(Integral, 1, None, closed="left")],
         "normalize": [StrOptions(set(NORMALIZATIONS))],
+        "linear": ["boolean"],
         "quantiles": ["array-like", None],
         "cell": [StrOptions({"lstm", "gru", "rnn"})],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
@@ -372,13 +436,14 @@ class LSTMForecaster(BaseEstimator):
         "dims": [tuple],
     }
 
-    def __init__(self, *, lookback=36, horizon=12, normalize="mean", quantiles=None, cell="lstm", hidden_size=32,
-                 num_layers=1, dropout=0.0, batch_size=32, max_iter=200, learning_rate=1e-2, early_stopping=True,
-                 validation_fraction=0.2, n_iter_no_change=20, tol=1e-4, n_models=1, random_state=None,
-                 verbose=False, device="cpu", dims=("series", "time", "component")):
+    def __init__(self, *, lookback=36, horizon=12, normalize="mean", linear=True, quantiles=None, cell="lstm",
+                 hidden_size=32, num_layers=1, dropout=0.0, batch_size=32, max_iter=200, learning_rate=1e-2,
+                 early_stopping=True, validation_fraction=0.2, n_iter_no_change=20, tol=1e-4, n_models=1,
+                 random_state=None, verbose=False, device="cpu", dims=("series", "time", "component")):
         self.lookback = lookback
         self.horizon = horizon
         self.normalize = normalize
+        self.linear = linear
         self.quantiles = quantiles
         self.cell = cell
         self.hidden_size = hidden_size
@@ -542,8 +607,12 @@ class LSTMForecaster(BaseEstimator):
         self._scale_floor = (_SCALE_FLOOR * np.where(sd > 0, sd, 1)).astype(every.dtype)
         X, Y, ends, lengths = self._windows(panel, past, future, static)
         Y = Y.reshape(len(Y), -1)
+        self.n_components_ = panel.values[0].shape[1]
         seeds = self._seeds()
-        epochs, scores = self._epochs(X, Y, ends, lengths, seeds[0]) if self.early_stopping else (None, None)
+        epochs, scores, weight = (self._epochs(X, Y, ends, lengths, seeds[0]) if self.early_stopping
+                                  else (None, None, None))
+        self.linear_ = self._fit_linear(X, Y) if self.linear else None
+        self.network_weight_ = 1.0 if not self.linear else 0.5 if weight is None else weight
         self.regressors_ = [self._regressor(seed) for seed in seeds]
         for regressor in self.regressors_:
             if epochs is None:
@@ -555,7 +624,6 @@ class LSTMForecaster(BaseEstimator):
                     regressor.fit(X, Y)
         self.regressor_ = regressor = self.regressors_[0]
         self.n_iter_, self.validation_scores_ = regressor.n_iter_, scores
-        self.n_components_ = panel.values[0].shape[1]
         self.n_series_ = len(panel.values)
         self.n_windows_ = len(X)
         self.n_past_covariates_ = 0 if past is None else past[0].shape[1]
@@ -587,15 +655,44 @@ class LSTMForecaster(BaseEstimator):
         return (np.concatenate(Xs), np.concatenate(Ys).astype(panel.values[0].dtype, copy=False),
                 np.concatenate(ends), np.concatenate(lengths))
 
+    def _lags(self, X):
+        """The linear part's input, each window's normalised target values less the last one ``(n, lookback * k)``,
+        and that last one, tiled over the horizon ``(n, horizon * k)``."""
+        values = X[:, :self.lookback, :self.n_components_]
+        last = values[:, -1]
+        return (values - last[:, None]).reshape(len(X), -1), np.tile(last, self.horizon)
+
+    def _fit_linear(self, X, Y):
+        """The linear part fitted on the windows X, Y."""
+        lags, last = self._lags(X)
+        with np.errstate(divide="ignore", invalid="ignore"):  # one window leaves none to validate: intercept only
+            return RidgeCV(alphas=_RIDGE_ALPHAS).fit(lags, Y - last)
+
+    def _linear_forecast(self, linear, X):
+        """The linear part's forecasts of the windows X, ``(n, horizon * k)`` in normalised units."""
+        lags, last = self._lags(X)
+        return linear.predict(lags).astype(X.dtype, copy=False) + last
+
+    def _network_weight(self, X, Y, train, val, network):
+        """The network's share of the forecast, ``e_lin / (e_lin + e_net)``, from the mean squared errors on the
+        held-out windows ``val`` of the network's point forecasts ``network`` and of a linear part fitted on the
+        windows ``train``."""
+        linear = self._linear_forecast(self._fit_linear(X[train], Y[train]), X[val])
+        e_lin, e_net = (float(np.mean((f - Y[val]) ** 2)) for f in (linear, network))
+        return e_lin / (e_lin + e_net) if e_lin + e_net > 0 else 0.5
+
     def _epochs(self, X, Y, ends, lengths, random_state):
-        """The epoch count of least loss on held-out windows, and the loss of every epoch.
+        """The epoch count of least loss on held-out windows, the loss of every epoch and the network's weight.
 
         The last ``validation_fraction`` of each series' steps (at least
         ``horizon``) are held out: windows whose targets start there validate,
         windows whose targets end before it train, so no held-out value is a
         training target. Training stops once the held-out loss has not
-        improved by ``tol`` for ``n_iter_no_change`` epochs. (None, None) with a
-        warning when a series is too short to hold any window out.
+        improved by ``tol`` for ``n_iter_no_change`` epochs. With ``linear``,
+        also the network's weight in the forecast from the held-out errors of
+        its best epoch and of a linear part fitted on the training windows
+        (else None). (None, None, None) with a warning when a series is too
+        short to hold any window out.
         """
         held = np.maximum(self.horizon, np.round(self.validation_fraction * lengths).astype(int))
         val, train = ends - self.horizon >= lengths - held, ends <= lengths - held
@@ -603,7 +700,7 @@ class LSTMForecaster(BaseEstimator):
             warnings.warn(f"{type(self).__name__}: the series are too short to hold out windows for early stopping "
                           f"(validation_fraction={self.validation_fraction}); the training loss decides when to stop",
                           UserWarning, stacklevel=3)
-            return None, None
+            return None, None, None
         regressor, losses, best, since = self._regressor(random_state), [], np.inf, 0
         for _ in range(self.max_iter):
             regressor.partial_fit(X[train], Y[train])
@@ -612,13 +709,16 @@ class LSTMForecaster(BaseEstimator):
                 losses.append(float(np.mean((Y[val] - predicted) ** 2)))
             else:  # the pinball loss the quantile model trains on
                 losses.append(pinball(predicted.reshape(len(predicted), -1), Y[val], regressor._quantiles)[0])
+            if self.linear and losses[-1] <= min(losses):  # the point forecasts of the best epoch so far
+                point = predicted[..., _median(regressor._quantiles)] if regressor._quantiles else predicted
             if losses[-1] < best - self.tol:
                 best, since = losses[-1], 0
             else:
                 since += 1
                 if since >= self.n_iter_no_change:
                     break
-        return int(np.argmin(losses)) + 1, losses
+        weight = self._network_weight(X, Y, train, val, point) if self.linear else None
+        return int(np.argmin(losses)) + 1, losses, weight
 
     # ---- predict ------------------------------------------------------------------------
 
@@ -706,6 +806,10 @@ class LSTMForecaster(BaseEstimator):
         X = self._features(inputs, loc, scale, p, f, s)
         out = np.mean([np.asarray(regressor.predict(X)) for regressor in self.regressors_], axis=0)
         n, k = len(inputs), self.n_components_
+        if self.linear_ is not None:  # move the network's (n, H * k[, n_quantiles]) outputs towards the linear part
+            point = out[..., _median(self._quantiles)] if self._quantiles else out
+            shift = (1 - self.network_weight_) * (self._linear_forecast(self.linear_, X) - point)
+            out = out + (shift[..., None] if self._quantiles else shift)
         if self._quantiles:
             out = out.reshape(n, H, k, len(self._quantiles))
             return out * scale[..., None] + loc[..., None]
@@ -827,8 +931,7 @@ class LSTMForecaster(BaseEstimator):
         forecast = np.stack(forecasts).reshape((len(cutoffs), horizon, values.shape[1]) + (
             (len(model._quantiles),) if model._quantiles else ()))
         truth = np.stack([values[c: c + horizon] for c in cutoffs])
-        point = forecast if not model._quantiles else forecast[..., int(np.argmin(np.abs(
-            np.asarray(model._quantiles) - 0.5)))]
+        point = forecast[..., _median(model._quantiles)] if model._quantiles else forecast
         scales = [np.mean(np.abs(values[season:c] - values[: c - season])) for c in cutoffs]
         return self._backtest_dataset(panel, cutoffs, horizon, forecast, truth, point, scales, fit_times,
                                       model._quantiles)

@@ -257,6 +257,11 @@ class LSTMSktimeForecaster(BaseForecaster):
         with its default. y needs at least ``lookback + max(fh)`` steps.
     normalize : {"mean", "last", "none"}
         Per-window normalisation, as in ``numlstm.LSTMForecaster``, with its default.
+    linear : bool
+        Combine the network with a linear autoregression, as in
+        ``numlstm.LSTMForecaster``, with its default. The linear part does
+        not read X: with X, pass False unless early stopping (which weighs
+        the two on held-out windows) is on.
     quantiles : sequence of float in (0, 1) or None
         Quantile levels the network is trained on (pinball loss), as in
         ``numlstm.LSTMForecaster``, with its default (None: a point forecast
@@ -329,6 +334,7 @@ class LSTMSktimeForecaster(BaseForecaster):
         *,
         lookback=_FORECASTER_DEFAULTS["lookback"],
         normalize=_FORECASTER_DEFAULTS["normalize"],
+        linear=_FORECASTER_DEFAULTS["linear"],
         quantiles=_FORECASTER_DEFAULTS["quantiles"],
         cell=_FORECASTER_DEFAULTS["cell"],
         hidden_size=_FORECASTER_DEFAULTS["hidden_size"],
@@ -348,6 +354,7 @@ class LSTMSktimeForecaster(BaseForecaster):
     ):
         self.lookback = lookback
         self.normalize = normalize
+        self.linear = linear
         self.quantiles = quantiles
         self.cell = cell
         self.hidden_size = hidden_size
@@ -487,15 +494,15 @@ class LSTMSktimeForecaster(BaseForecaster):
         Returns
         -------
         list of dict
-            An LSTM on windows of 3 steps, and a GRU with ``normalize="last"``
-            trained on the quantile levels sktime's interval and quantile
-            checks ask for.
+            An LSTM on windows of 3 steps with the linear part, and a GRU
+            without it, with ``normalize="last"``, trained on the quantile
+            levels sktime's interval and quantile checks ask for.
         """
         checked = (0.05, 0.1, 0.125, 0.25, 0.375, 0.45, 0.475, 0.5, 0.525, 0.55, 0.625, 0.75, 0.875, 0.95)
         return [
             {"lookback": 3, "hidden_size": 3, "max_iter": 2, "early_stopping": False, "random_state": 0},
-            {"lookback": 4, "cell": "gru", "normalize": "last", "quantiles": checked, "hidden_size": 2,
-             "max_iter": 2, "early_stopping": False, "random_state": 1},
+            {"lookback": 4, "cell": "gru", "normalize": "last", "linear": False, "quantiles": checked,
+             "hidden_size": 2, "max_iter": 2, "early_stopping": False, "random_state": 1},
         ]
 
 

@@ -42,10 +42,53 @@ def test_trend_plus_wave_is_forecast_accurately():
 
 def test_a_trend_carries_past_the_training_range_only_with_window_normalisation():
     y = trend_and_wave(160, slope=0.5)                         # ends far above every training level
-    errors = {norm: rmse(LSTMForecaster(lookback=20, horizon=5, normalize=norm, **SMALL).fit(y[:140])
+    errors = {norm: rmse(LSTMForecaster(lookback=20, horizon=5, normalize=norm, linear=False, **SMALL).fit(y[:140])
                          .predict(), y[140:145]) for norm in ("last", "mean", "none")}
     assert errors["last"] < 0.3 and errors["mean"] < 0.5
     assert errors["none"] > 5 * errors["last"]                 # raw levels cannot leave the range
+
+
+def test_the_linear_part_continues_a_trend_plus_wave_that_the_network_has_not_learned():
+    # 0.1 t + sin(2 pi t / 10) obeys y_t = a . y_{t-4..t-1} with sum(a) = 1, so each window's targets less its
+    # last value are, over its scale, one linear function of its values less the last: ridge finds it
+    y = trend_and_wave(130)
+    fc = LSTMForecaster(lookback=20, horizon=5, hidden_size=8, max_iter=2, n_iter_no_change=2, random_state=0)
+    fc.fit(y[:120])
+    window = y[100:120]
+    scale = window.std()                                       # the "mean" normalisation's scale, not floored here
+    linear = window[-1] + scale * fc.linear_.predict(((window - window[-1]) / scale)[None])[0]
+    assert np.abs(linear - y[120:125]).max() < 0.005
+    assert fc.network_weight_ < 1e-3                            # the held-out windows saw the linear part win
+    assert rmse(fc.predict(), y[120:125]) < 0.005
+    alone = clone(fc).set_params(linear=False).fit(y[:120])     # two epochs leave the network far off
+    assert alone.linear_ is None and alone.network_weight_ == 1.0
+    assert rmse(alone.predict(), y[120:125]) > 0.3
+
+
+@pytest.mark.parametrize("quantiles", [None, (0.1, 0.5, 0.9)])
+def test_the_forecast_moves_the_networks_towards_the_linear_part_by_the_held_out_weight(quantiles):
+    rng = np.random.default_rng(3)
+    y = trend_and_wave(90) + 0.3 * rng.normal(size=90)
+    params = dict(lookback=12, horizon=3, quantiles=quantiles, hidden_size=8, max_iter=8, n_iter_no_change=8,
+                  random_state=0)
+    fc = LSTMForecaster(**params).fit(y)
+    window = y[-12:]
+    loc, scale = window.mean(), window.std()
+    x = (window - loc) / scale
+    network = np.asarray(fc.regressor_.predict(x[None, :, None]))[0]      # (3,) or (3, 3 quantiles)
+    linear = x[-1] + fc.linear_.predict((x - x[-1])[None])[0]
+    w = fc.network_weight_
+    assert 0 < w < 1
+    if quantiles is None:
+        expected = network + (1 - w) * (linear - network)
+    else:                                                       # every quantile moves as the median does
+        expected = network + (1 - w) * (linear - network[:, 1])[:, None]
+    np.testing.assert_allclose(fc.predict().values, loc + scale * expected, rtol=1e-6)
+    # the network is the one linear=False trains: the linear part changes neither its epochs nor its weights
+    alone = LSTMForecaster(linear=False, **params).fit(y)
+    assert alone.n_iter_ == fc.n_iter_ and alone.validation_scores_ == fc.validation_scores_
+    np.testing.assert_array_equal(alone.predict().values, loc + scale * network)
+    assert LSTMForecaster(**dict(params, early_stopping=False)).fit(y).network_weight_ == 0.5
 
 
 def test_future_time_coords_continue_datetime_and_integer_indexes():
@@ -88,11 +131,14 @@ def test_a_known_future_covariate_drives_the_forecast():
     rng = np.random.default_rng(1)
     x = rng.normal(size=200)
     y = 2 * x + 0.05 * np.arange(200)
-    fc = LSTMForecaster(lookback=8, horizon=3, **SMALL).fit(y[:180], future_covariates=x[:180])
+    fc = LSTMForecaster(lookback=8, horizon=3, linear=False, **SMALL).fit(y[:180], future_covariates=x[:180])
     pred = fc.predict(future_covariates=x[:183])
     assert rmse(pred, y[180:183]) < 0.8                         # y's own sd is 2
     flipped = fc.predict(future_covariates=np.r_[x[:180], -x[180:183]])
     assert np.corrcoef(pred - flipped, x[180:183])[0, 1] > 0.9  # the forecast moves with the covariate
+    # the linear part does not see the covariate: the held-out windows give the network most of the weight
+    weighed = LSTMForecaster(lookback=8, horizon=3, hidden_size=8, max_iter=40, random_state=0)
+    assert weighed.fit(y[:180], future_covariates=x[:180]).network_weight_ > 0.8
     with pytest.raises(ValueError, match="future_covariates is required"):
         fc.predict()
     with pytest.raises(ValueError, match="at least 183"):
@@ -185,6 +231,7 @@ def test_random_state_makes_it_reproducible_pickling_keeps_it_and_float32_stays_
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).predict(), one)
     single = LSTMForecaster(lookback=8, horizon=2, **SMALL).fit(y.astype(np.float32))
     assert single.predict().dtype == np.float32 and one.dtype == np.float64
+    assert single.linear_.coef_.dtype == np.float32
     assert single.regressor_.network_.config["dtype"] == "float32"
     np.testing.assert_allclose(single.predict(), one, atol=0.05)
 
@@ -209,6 +256,7 @@ def test_an_ensemble_forecasts_the_mean_of_its_members_each_seeded_in_turn():
     (dict(quantiles=(0.5, 1.5)), "quantiles"),
     (dict(dims=("a", "a", "b")), "dims"),
     (dict(n_models=0), "n_models"),
+    (dict(linear="yes"), "linear"),
 ])
 def test_bad_parameters_are_named_in_fit(params, match):
     fc = LSTMForecaster(**params)                               # __init__ only stores them
