@@ -3,7 +3,10 @@
 ``FASTMATH`` is a set of LLVM fast-math flags that leaves out ``nnan`` and
 ``ninf``, so NaN and infinity checks inside kernels keep working.
 ``ORDERED_JIT_OPTIONS`` also leaves out ``reassoc``, for the dot products,
-so that each sum runs in one fixed order whatever the thread split. ``CACHE``
+so that each sum runs in one fixed order whatever the thread split.
+``BRIEF_JIT_OPTIONS`` keeps the GIL, for kernels called from Python that run
+a few microseconds (packing weights): beside other threads that wait for the
+GIL, letting it go and taking it back costs more than such a kernel. ``CACHE``
 turns on Numba's on-disk cache so that a fresh process does not recompile.
 Set ``NUMLSTM_DISABLE_CACHE=1`` in the environment to compile in memory only.
 
@@ -44,6 +47,7 @@ JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model
 # For sums whose order must not depend on the thread split (see numlstm.cells.gemm.matmul_nt):
 # without "reassoc", LLVM keeps each sum in program order.
 ORDERED_JIT_OPTIONS = dict(JIT_OPTIONS, fastmath=FASTMATH - {"reassoc"})
+BRIEF_JIT_OPTIONS = dict(JIT_OPTIONS, nogil=False)
 
 _pool = None
 _blas = None

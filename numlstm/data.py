@@ -422,13 +422,13 @@ def _locate(values, input_name, missing, n_columns, first_sample=0):
             f"{input_name} has shape {values.shape}: sequences need at least one time step "
             "and one feature"
         )
-    if np.isinf(values).any():
-        raise ValueError(f"{input_name} contains inf; only finite values and NaN padding are allowed")
-    nan = np.isnan(values)
     lengths = np.full(n_samples, n_timesteps, dtype=np.int64)
     offsets = np.zeros(n_samples, dtype=np.int64)
     has_gaps = False
-    if nan.any():
+    if not np.isfinite(values).all():  # one pass in the common case, with no padding
+        if np.isinf(values).any():
+            raise ValueError(f"{input_name} contains inf; only finite values and NaN padding are allowed")
+        nan = np.isnan(values)
         observed = ~nan.all(axis=2)
         if not observed.any(axis=1).all():
             i = int(np.argmin(observed.any(axis=1)))

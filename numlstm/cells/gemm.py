@@ -51,7 +51,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import (JIT_OPTIONS, ORDERED_JIT_OPTIONS, PACK_MIN_USES, PANEL_VECTORS,
+from numlstm._config import (BRIEF_JIT_OPTIONS, JIT_OPTIONS, ORDERED_JIT_OPTIONS, PACK_MIN_USES, PANEL_VECTORS,
                              SPLIT_BLOCK_ROWS, SPLIT_MIN_MACS, TILE_ROWS, VECTOR_BYTES, run_on_rows,
                              single_threaded_blas)
 
@@ -62,7 +62,7 @@ def panel_width(itemsize):
     return PANEL_VECTORS * VECTOR_BYTES // itemsize
 
 
-@njit(**JIT_OPTIONS)
+@njit(**BRIEF_JIT_OPTIONS)
 def pack_panels(b, uses):
     """The full column panels of ``b.T`` for ``matmul_nt``, (N // W, K, W).
 
