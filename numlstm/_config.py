@@ -127,7 +127,7 @@ def take_share(wanted, all_or_none=False):
     """
     me = threading.get_ident()
     with _shares_lock:
-        n = _fair_share(wanted, me)
+        n = 1 if wanted <= 1 else _fair_share(wanted, me)  # a caller always has its own thread
         if all_or_none and n < wanted:
             return 0
         _shares[me] = n
@@ -211,7 +211,9 @@ def _thread_count(n_rows, n_threads=None):
 
     ``n_threads`` is ``num_threads()``, for a caller that has it already.
     """
-    return max(1, min(num_threads() if n_threads is None else n_threads, n_rows))
+    if n_rows <= 1:
+        return 1
+    return min(num_threads() if n_threads is None else n_threads, n_rows)
 
 
 def _row_bounds(n_rows, n_threads):
@@ -247,7 +249,8 @@ def run_on_rows(fn, n_rows, calls_blas=False):
             return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
     finally:
         try:
-            wait(futures)  # the helpers' share ends with their ranges, even if the first one failed
+            if futures:
+                wait(futures)  # the helpers' share ends with their ranges, even if the first one failed
         finally:
             give_back_share()
 
@@ -268,6 +271,9 @@ PACK_MIN_USES = 16
 #: ``matmul`` splits a product across threads from this many multiply-adds up, in blocks of
 #: this many rows (fixed, so that every number is the same for any thread count).
 SPLIT_MIN_MACS = 1 << 22
+#: Products of at most this many multiply-adds run on one thread inside BLAS anyway (OpenBLAS, which
+#: NumPy's wheels ship, threads only above 4 * 65536), so ``matmul`` does not pay to limit BLAS for them.
+BLAS_ALONE_MACS = 4 * 65536
 SPLIT_BLOCK_ROWS = 128
 #: The unit split of inference (numlstm.cells.common.unit_split): units per range at least (and
 #: the multiple of the inner bounds), weights per step from which one row is split, and rows of

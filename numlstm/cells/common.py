@@ -23,9 +23,11 @@ def unit_split(B, H, n_weights):
     multiples of that minimum, so each range's gate loops run in whole
     vectors. Returns None when the rows should be split instead.
     """
+    if B == 1 and n_weights < UNIT_SPLIT_MIN_WEIGHTS:  # first: the thread share costs more to ask for
+        return None
     n_threads = num_threads()
     n = min(n_threads, usable_cores(), H // UNIT_SPLIT_MIN_UNITS)
-    if n < 2 or rows_per_thread(B, n_threads) > TILE_ROWS or (B == 1 and n_weights < UNIT_SPLIT_MIN_WEIGHTS):
+    if n < 2 or rows_per_thread(B, n_threads) > TILE_ROWS:
         return None
     q = UNIT_SPLIT_MIN_UNITS
     return [0] + [round(H * k / n / q) * q for k in range(1, n)] + [H]

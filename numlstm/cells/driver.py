@@ -68,6 +68,7 @@ __all__ = ["install"]
 # What the templates below call and read: each generated kernel binds its cell's own (``install``).
 _step = _step_backward = _gather = None
 ACCUMULATE = False
+PROJECTS = True  # False for a cell without an output projection: its kernels then fold the branches away
 
 
 def _forward_rows(x, w_ih, panels_ih, gates, w_hh, panels_hh, w_hr, panels_hr, lengths, reverse,
@@ -88,7 +89,7 @@ def _forward_rows(x, w_ih, panels_ih, gates, w_hh, panels_hh, w_hr, panels_hr, l
     T, _, G = gates.shape
     H = w_hr.shape[1]
     P = h.shape[1]
-    project = w_hr.shape[0] > 0
+    project = PROJECTS and w_hr.shape[0] > 0
     store = hs.shape[0] > 0
     off = max(off, 0)  # provably non-negative, so the loops writing out vectorise
     r = np.empty((b1 - b0, G), gates.dtype)
@@ -135,7 +136,7 @@ def _backward_rows(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, lengths, rev
     T, _, G = gates.shape
     H = w_hr_t.shape[0]
     P = dh.shape[1]
-    project = w_hr_t.shape[1] > 0
+    project = PROJECTS and w_hr_t.shape[1] > 0
     off = max(off, 0)  # provably non-negative, so the loops reading grad_out vectorise
     dm = np.empty((b1 - b0, H), gates.dtype)
     dh_prev = np.empty((b1 - b0, P), gates.dtype)
@@ -305,7 +306,7 @@ def install(namespace, spec, step, step_backward, forward_cell, backward_cell, c
     if missing:
         raise TypeError(f"cell {name!r} lacks {', '.join(missing)}")
     bindings = {"_step": step, "_step_backward": step_backward, "_gather": gather,
-                "ACCUMULATE": spec.accumulate}
+                "ACCUMULATE": spec.accumulate, "PROJECTS": "weight_hr" in spec.kernel_params}
     templates = {"forward": _forward_rows, "backward": _backward_rows}
     if gather is not None:
         templates["forward_units"] = _forward_units

@@ -51,9 +51,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import (BRIEF_JIT_OPTIONS, JIT_OPTIONS, ORDERED_JIT_OPTIONS, PACK_MIN_USES, PANEL_VECTORS,
-                             SPLIT_BLOCK_ROWS, SPLIT_MIN_MACS, TILE_ROWS, VECTOR_BYTES, run_on_rows,
-                             single_threaded_blas)
+from numlstm._config import (BLAS_ALONE_MACS, BRIEF_JIT_OPTIONS, JIT_OPTIONS, ORDERED_JIT_OPTIONS, PACK_MIN_USES,
+                             PANEL_VECTORS, SPLIT_BLOCK_ROWS, SPLIT_MIN_MACS, TILE_ROWS, VECTOR_BYTES,
+                             run_on_rows, single_threaded_blas)
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -209,6 +209,8 @@ def packed(b, uses):
     thread (``numlstm._config.rows_per_thread``) times the steps.
     """
     b = np.ascontiguousarray(b)
+    if b.size == 0:  # an absent projection: what pack_panels would return, without the call
+        return b, np.empty((0, b.shape[1], PANEL_VECTORS * VECTOR_BYTES // b.itemsize), b.dtype)
     return b, pack_panels(b, uses)
 
 
@@ -398,9 +400,13 @@ def matmul(a, b):
     any thread count. BLAS is held to one thread either way: a
     multi-threaded call would leave BLAS's workers spinning for about 0.1 s
     afterwards, taking the cores from numlstm's next time loop or from
-    whatever the caller runs next.
+    whatever the caller runs next. Products that BLAS runs on one thread by
+    itself (``BLAS_ALONE_MACS``) skip the limit, which costs more than they do.
     """
-    if a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MIN_MACS:
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    if macs <= BLAS_ALONE_MACS:
+        return a @ b
+    if macs < SPLIT_MIN_MACS:
         with single_threaded_blas():
             return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
