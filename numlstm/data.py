@@ -172,7 +172,7 @@ class Targets:
     observed: np.ndarray | None = None
 
 
-def _check_dims(dims):
+def _check_dims(dims, roles="(sample, time, feature)"):
     if (
         not isinstance(dims, tuple)
         or len(dims) != 3
@@ -180,7 +180,7 @@ def _check_dims(dims):
         or len(set(dims)) != 3
     ):
         raise ValueError(
-            f"dims must be a tuple of three distinct dim names (sample, time, feature), got {dims!r}"
+            f"dims must be a tuple of three distinct dim names {roles}, got {dims!r}"
         )
     return dims
 

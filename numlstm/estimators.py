@@ -78,6 +78,17 @@ def _lazy_for_dask(method):
     return wrapper
 
 
+def _median_quantile(quantiles):
+    """The index of the quantile level nearest 0.5: its forecast is the point forecast."""
+    return int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))
+
+
+def _valid_quantiles(quantiles):
+    """Whether ``quantiles`` is a non-empty 1-D sequence of distinct levels in (0, 1)."""
+    q = np.asarray(quantiles, dtype=float) if np.ndim(quantiles) == 1 else None
+    return q is not None and len(q) > 0 and bool(((q > 0) & (q < 1)).all()) and len(np.unique(q)) == len(q)
+
+
 # Hyper-parameters that shape the network: warm starts need them unchanged.
 _ARCHITECTURE = ("cell", "hidden_size", "num_layers", "bidirectional", "dropout", "peephole", "coupled")
 
@@ -410,9 +421,7 @@ class _SequenceEstimator(BaseEstimator):
         if self.loss is not None and self.loss not in self._LOSSES:
             raise ValueError(f"{name}: loss must be None or one of {sorted(self._LOSSES)}, got {self.loss!r}")
         if self.quantiles is not None:
-            q = np.asarray(self.quantiles, dtype=float) if np.ndim(self.quantiles) == 1 else None
-            if self.loss != "quantile" or q is None or not len(q) or not ((q > 0) & (q < 1)).all() \
-                    or len(np.unique(q)) != len(q):
+            if self.loss != "quantile" or not _valid_quantiles(self.quantiles):
                 raise ValueError(f"quantiles must be distinct values in (0, 1) and needs loss='quantile', "
                                  f"got quantiles={self.quantiles!r} with loss={self.loss!r}")
         if self.class_weight is not None and not isinstance(self, ClassifierMixin):
@@ -977,7 +986,7 @@ class LSTMRegressor(RegressorMixin, _SequenceEstimator):
     def _score_rows(self, outputs, rows, sample_weight=None):
         predicted = self._decode(outputs)
         if self._quantiles:  # the quantile nearest the median
-            predicted = predicted[..., int(np.argmin(np.abs(np.asarray(self._quantiles) - 0.5)))]
+            predicted = predicted[..., _median_quantile(self._quantiles)]
         return float(r2_score(rows, predicted, sample_weight=sample_weight))
 
     def fit(self, X, y, sample_weight=None):

@@ -48,7 +48,8 @@ from sklearn.linear_model import RidgeCV
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from numlstm.estimators import LSTMRegressor
+from numlstm.data import _check_dims
+from numlstm.estimators import LSTMRegressor, _median_quantile, _valid_quantiles
 from numlstm.losses import pinball
 
 __all__ = ["LSTMForecaster", "NORMALIZATIONS"]
@@ -82,17 +83,6 @@ class _Panel:
     @property
     def lengths(self):
         return np.array([len(v) for v in self.values])
-
-
-def _median(quantiles):
-    """The index of the quantile nearest 0.5, whose forecast is the point forecast."""
-    return int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))
-
-
-def _check_dims(dims):
-    if not isinstance(dims, tuple) or len(dims) != 3 or not all(isinstance(d, str) for d in dims) \
-            or len(set(dims)) != 3:
-        raise ValueError(f"dims must be a tuple of three distinct dim names (series, time, component), got {dims!r}")
 
 
 def _dataarray_to_array(y, name, dims):
@@ -466,10 +456,9 @@ class LSTMForecaster(BaseEstimator):
 
     def _check_params(self):
         self._validate_params()
-        _check_dims(self.dims)
+        _check_dims(self.dims, "(series, time, component)")
         if self.quantiles is not None:
-            q = np.asarray(self.quantiles, dtype=float) if np.ndim(self.quantiles) == 1 else None
-            if q is None or not len(q) or not ((q > 0) & (q < 1)).all() or len(np.unique(q)) != len(q):
+            if not _valid_quantiles(self.quantiles):
                 raise ValueError(f"quantiles must be distinct values in (0, 1), got {self.quantiles!r}")
 
     def _seeds(self):
@@ -549,7 +538,7 @@ class LSTMForecaster(BaseEstimator):
         """The regressor's X: ``(n, lookback[+horizon], features)``.
 
         ``inputs`` (n, lookback, k) are the target values; ``past`` (n,
-        lookback, p), ``future`` (n, lookback + horizon, f) and ``static`` (n, s)
+        lookback, p), ``future`` (n, lookback + horizon, f) and ``static`` (n, s) or (1, s)
         the covariates, or None.
         """
         parts = [(inputs - loc) / scale] + ([past] if past is not None else [])
@@ -631,8 +620,7 @@ class LSTMForecaster(BaseEstimator):
         self.n_static_covariates_ = 0 if static is None else len(static[0])
         self._quantiles = regressor._quantiles
         self._y = panel
-        self._past, self._future, self._static = past, future, static
-        self._steps = [_time_step(t) for t in panel.times]
+        self._past, self._static = past, static
         return self
 
     def _windows(self, panel, past, future, static):
@@ -647,7 +635,7 @@ class LSTMForecaster(BaseEstimator):
                 past[i][: len(v) - H], L, axis=0).transpose(0, 2, 1)
             f = None if future is None else np.lib.stride_tricks.sliding_window_view(
                 future[i][: len(v)], L + H, axis=0).transpose(0, 2, 1)
-            s = None if static is None else np.repeat(static[i][None], len(inputs), axis=0)
+            s = None if static is None else static[i][None]  # (1, s): _features broadcasts it
             Xs.append(self._features(inputs, loc, scale, p, f, s))
             Ys.append((targets - loc) / scale)
             ends.append(np.arange(L + H, len(v) + 1))
@@ -702,15 +690,16 @@ class LSTMForecaster(BaseEstimator):
                           UserWarning, stacklevel=3)
             return None, None, None
         regressor, losses, best, since = self._regressor(random_state), [], np.inf, 0
+        X_train, Y_train, X_val, Y_val = X[train], Y[train], X[val], Y[val]
         for _ in range(self.max_iter):
-            regressor.partial_fit(X[train], Y[train])
-            predicted = np.asarray(regressor.predict(X[val]))
+            regressor.partial_fit(X_train, Y_train)
+            predicted = np.asarray(regressor.predict(X_val))
             if regressor._quantiles is None:
-                losses.append(float(np.mean((Y[val] - predicted) ** 2)))
+                losses.append(float(np.mean((Y_val - predicted) ** 2)))
             else:  # the pinball loss the quantile model trains on
-                losses.append(pinball(predicted.reshape(len(predicted), -1), Y[val], regressor._quantiles)[0])
+                losses.append(pinball(predicted.reshape(len(predicted), -1), Y_val, regressor._quantiles)[0])
             if self.linear and losses[-1] <= min(losses):  # the point forecasts of the best epoch so far
-                point = predicted[..., _median(regressor._quantiles)] if regressor._quantiles else predicted
+                point = predicted[..., _median_quantile(regressor._quantiles)] if regressor._quantiles else predicted
             if losses[-1] < best - self.tol:
                 best, since = losses[-1], 0
             else:
@@ -759,8 +748,7 @@ class LSTMForecaster(BaseEstimator):
         panel, past, future, static = self._inputs(y, past_covariates, future_covariates, static_covariates,
                                                    horizon)
         values = self._forecast(panel, past, future, static)[:, :horizon]
-        steps = self._steps if y is None else [_time_step(t) for t in panel.times]
-        return self._to_dataarray(values, panel, steps)
+        return self._to_dataarray(values, panel, [_time_step(t) for t in panel.times])
 
     def _check_horizon(self, horizon):
         if horizon is None:
@@ -807,7 +795,7 @@ class LSTMForecaster(BaseEstimator):
         out = np.mean([np.asarray(regressor.predict(X)) for regressor in self.regressors_], axis=0)
         n, k = len(inputs), self.n_components_
         if self.linear_ is not None:  # move the network's (n, H * k[, n_quantiles]) outputs towards the linear part
-            point = out[..., _median(self._quantiles)] if self._quantiles else out
+            point = out[..., _median_quantile(self._quantiles)] if self._quantiles else out
             shift = (1 - self.network_weight_) * (self._linear_forecast(self.linear_, X) - point)
             out = out + (shift[..., None] if self._quantiles else shift)
         if self._quantiles:
@@ -897,9 +885,7 @@ class LSTMForecaster(BaseEstimator):
         (Hyndman and Koehler 2006).
         """
         self._check_params()
-        horizon = self.horizon if horizon is None else horizon
-        if not isinstance(horizon, Integral) or isinstance(horizon, bool) or not 1 <= horizon <= self.horizon:
-            raise ValueError(f"horizon must be an int from 1 to horizon={self.horizon}, got {horizon!r}")
+        horizon = self._check_horizon(horizon)
         panel = _to_panel(y, "y", self.dims)
         if len(panel.values) != 1:
             raise ValueError(f"backtest takes a single series; y has {len(panel.values)}. Backtest each one "
@@ -931,7 +917,7 @@ class LSTMForecaster(BaseEstimator):
         forecast = np.stack(forecasts).reshape((len(cutoffs), horizon, values.shape[1]) + (
             (len(model._quantiles),) if model._quantiles else ()))
         truth = np.stack([values[c: c + horizon] for c in cutoffs])
-        point = forecast[..., _median(model._quantiles)] if model._quantiles else forecast
+        point = forecast[..., _median_quantile(model._quantiles)] if model._quantiles else forecast
         scales = [np.mean(np.abs(values[season:c] - values[: c - season])) for c in cutoffs]
         return self._backtest_dataset(panel, cutoffs, horizon, forecast, truth, point, scales, fit_times,
                                       model._quantiles)

@@ -29,7 +29,7 @@ from sktime.datatypes import update_data
 from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
 from numlstm.data import DEFAULT_DIMS, pad
-from numlstm.estimators import LSTMClassifier
+from numlstm.estimators import LSTMClassifier, _median_quantile
 from numlstm.forecasting import LSTMForecaster
 
 __all__ = ["LSTMSktimeClassifier", "LSTMSktimeForecaster"]
@@ -424,7 +424,7 @@ class LSTMSktimeForecaster(BaseForecaster):
         """
         forecast = self._forecast(fh, X)
         if "quantile" in forecast.dims:
-            forecast = forecast.isel(quantile=int(np.argmin(np.abs(forecast["quantile"].values - 0.5))))
+            forecast = forecast.isel(quantile=_median_quantile(forecast["quantile"].values))
         return pd.DataFrame(forecast.values, index=fh.to_absolute_index(self.cutoff), columns=self._cur_y.columns)
 
     def _predict_quantiles(self, fh, X, alpha):
