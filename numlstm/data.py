@@ -126,9 +126,10 @@ class ChunkedSequences(Sequences):
         along samples only.
     bounds : ndarray of int
         Start of each chunk of samples, then ``n_samples``.
-    moments : tuple of ndarray
+    moments : tuple of ndarray or None
         Per-feature ``(weight, mean, sum of squared deviations)`` of the valid
-        steps, in float64, for ``Standardizer.from_moments``.
+        steps, in float64, for ``Standardizer.from_moments``; None when not
+        gathered.
     """
 
     bounds: np.ndarray = None
@@ -185,7 +186,8 @@ def _check_dims(dims, roles="(sample, time, feature)"):
     return dims
 
 
-def _from_dataarray(X, dims):
+def _ordered_dataarray(X, dims, input_name="X"):
+    """X transposed to (sample, time[, feature]), and the coords of those dims."""
     sample, time, feature = dims
     present = set(X.dims)
     if present == {sample, time, feature}:
@@ -194,12 +196,16 @@ def _from_dataarray(X, dims):
         order = (sample, time)
     else:
         raise ValueError(
-            f"X has dims {X.dims}; expected ({sample!r}, {time!r}, {feature!r}) or "
+            f"{input_name} has dims {X.dims}; expected ({sample!r}, {time!r}, {feature!r}) or "
             f"({sample!r}, {time!r}) in any order. Pass dims=(sample, time, feature) "
             "to name yours."
         )
     X = X.transpose(*order)
-    coords = {d: np.asarray(X[d].values) for d in order if d in X.coords}
+    return X, {d: np.asarray(X[d].values) for d in order if d in X.coords}
+
+
+def _from_dataarray(X, dims):
+    X, coords = _ordered_dataarray(X, dims)
     return X.values, coords
 
 
@@ -373,7 +379,7 @@ def check_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X",
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if layout == "sft" and plain and n_columns is None:
-        values = np.ascontiguousarray(values.transpose(0, 2, 1))
+        values = values.transpose(0, 2, 1)  # _locate makes it contiguous
     n_samples, n_timesteps, n_features = values.shape
     if layout is None and plain and n_columns is None and n_features >= 10 * max(n_timesteps, 1):
         warnings.warn(
@@ -467,7 +473,7 @@ def _start_aligned(values, inside, offsets):
 
 
 def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_name="X", missing="error",
-                            sample_weight=None):
+                            sample_weight=None, with_moments=True):
     """Validate a Dask-backed DataArray of sequences in one streaming pass over its sample chunks.
 
     Each chunk is computed, checked as ``check_sequences`` checks an
@@ -484,6 +490,9 @@ def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_n
         As for ``check_sequences``.
     sample_weight : ndarray of shape (n_samples,) or None
         Weights of the sequences in the moments.
+    with_moments : bool, default=True
+        Gather the moments; without, ``moments`` is None (for a caller that
+        does not scale with them).
 
     Returns
     -------
@@ -492,15 +501,9 @@ def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_n
     dims = _check_dims(dims)
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
-    sample, time, feature = dims
-    if set(X.dims) == {sample, time}:
-        X = X.expand_dims(feature, axis=-1)
-    elif set(X.dims) != {sample, time, feature}:
-        raise ValueError(
-            f"{input_name} has dims {X.dims}; expected ({sample!r}, {time!r}, {feature!r}) or "
-            f"({sample!r}, {time!r}) in any order. Pass dims=(sample, time, feature) to name yours."
-        )
-    X = X.transpose(sample, time, feature)
+    X, coords = _ordered_dataarray(X, dims, input_name)
+    if X.ndim == 2:
+        X = X.expand_dims(dims[2], axis=-1)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{input_name} must hold numbers, got dtype {X.dtype}")
     dtypes = dtype if isinstance(dtype, tuple) else (dtype,)
@@ -508,22 +511,22 @@ def check_chunked_sequences(X, *, dims=DEFAULT_DIMS, dtype=FLOAT_DTYPES, input_n
     values = X.data.astype(target).rechunk({1: -1, 2: -1})
     if 0 in values.shape:
         raise ValueError(f"{input_name} has shape {values.shape}: it needs sequences, steps and features")
-    coords = {d: np.asarray(X[d].values) for d in (sample, time, feature) if d in X.coords}
     bounds = np.concatenate([[0], np.cumsum(values.chunks[0])])
     lengths, offsets, has_gaps = [], [], False
-    moments = _Moments(values.shape[2])
+    moments = _Moments(values.shape[2]) if with_moments else None
     for k in range(len(bounds) - 1):
         start, stop = bounds[k], bounds[k + 1]
         part, part_lengths, part_offsets, gaps = _locate(np.asarray(values[start:stop].compute()), input_name,
                                                          missing, None, first_sample=start)
-        mask = np.arange(part.shape[1]) < part_lengths[:, None]
-        weights = None if sample_weight is None else np.repeat(sample_weight[start:stop], part_lengths)
-        moments.add(part[mask], weights)
+        if moments is not None:
+            mask = np.arange(part.shape[1]) < part_lengths[:, None]
+            weights = None if sample_weight is None else np.repeat(sample_weight[start:stop], part_lengths)
+            moments.add(part[mask], weights)
         lengths.append(part_lengths)
         offsets.append(part_offsets)
         has_gaps |= gaps
     return ChunkedSequences(values, np.concatenate(lengths), dims, coords, np.concatenate(offsets), None, has_gaps,
-                            bounds, moments.result())
+                            bounds, None if moments is None else moments.result())
 
 
 class _Moments:

@@ -51,11 +51,11 @@ def fit(estimator, X, y, *, client, sample_weight=None, n_shards=None):
         raise ValueError(f"numlstm.distributed.fit trains on the workers' CPUs; got device={estimator.device!r}, "
                          "set device='cpu'")
     workers = client.scheduler_info()["workers"]
+    if not workers:
+        raise ValueError("client has no workers")
     n_shards = len(workers) if n_shards is None else n_shards
     if isinstance(n_shards, bool) or not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
         raise ValueError(f"n_shards must be a positive int or None, got {n_shards!r}")
-    if not workers:
-        raise ValueError("client has no workers")
     return estimator._fit(X, y, partial=False, sample_weight=sample_weight,
                           gradients=_ShardedGradients(client, int(n_shards)))
 
@@ -81,8 +81,9 @@ class _ShardedGradients:
                                          lengths, rows, row_weights, pure=False))
         results = client.gather(futures)
         total = sum(weight for _, weight, _ in results)
-        if total > 0:  # a shard of zero weight has no say (its mean loss is 0 / 0)
-            results = [result for result in results if result[1] > 0]
+        if total == 0:  # as batch_gradients: a batch of no weight has loss 0 and zero gradients
+            return 0.0, 0.0, results[0][2]
+        results = [result for result in results if result[1] > 0]  # a shard of zero weight has no say
         loss = sum(loss * weight for loss, weight, _ in results) / total
         return loss, total, _weighted_sum([grads for _, _, grads in results],
                                           [weight / total for _, weight, _ in results])

@@ -464,7 +464,7 @@ class _SequenceEstimator(BaseEstimator):
                 raise ValueError(f"{type(self).__name__} with tokens (embedding_dim) takes an in-memory X in fit "
                                  "and score; call X.compute() first")
             seqs = check_chunked_sequences(X, dims=self.dims, dtype=dtype, missing=missing,
-                                           sample_weight=sample_weight)
+                                           sample_weight=sample_weight, with_moments=reset and self.standardize)
         elif tokens:
             return check_tokens(X, padding_token=self.padding_token, dims=self.dims)
         else:
@@ -838,8 +838,8 @@ class _SequenceEstimator(BaseEstimator):
                       num_layers=recurrent.num_layers, bidirectional=recurrent.bidirectional,
                       dropout=float(recurrent.dropout), dtype=dtype, device="cpu", seed=0,
                       n_outputs=n_outputs, per_step=bool(per_step))
-        if cell == "lstm":
-            config.update(peephole=False, coupled=False, forget_bias=0.0)
+        config.update({name: default for name, default in CELLS[cell].defaults().items()
+                       if name in cls._parameter_constraints})  # torch's cells: no variant, forget bias 0
         est.network_ = SequenceNet(config)
         est.network_.load_state_dict({**state, "head.weight": weight, "head.bias": bias})
         est._set_task_from_torch(n_outputs, classes)

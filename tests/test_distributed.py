@@ -73,3 +73,14 @@ def test_bad_arguments(client):
         distributed.fit(LSTMRegressor(max_iter=1), X, y, client=client, n_shards=0)
     with pytest.raises(ValueError, match="device"):
         distributed.fit(LSTMRegressor(max_iter=1, device="cuda"), X, y, client=client)
+
+
+def test_a_batch_of_zero_weight_trains_as_in_a_single_process(client):
+    X, y = data(n=32)
+    weights = np.zeros(len(X))
+    weights[0] = 1.0  # every mini-batch but one weighs nothing
+    params = dict(hidden_size=4, max_iter=2, batch_size=8, random_state=0)
+    single = LSTMRegressor(**params).fit(X, y, sample_weight=weights)
+    parallel = distributed.fit(LSTMRegressor(**params), X, y, client=client, sample_weight=weights)
+    assert_same_weights(single, parallel, rtol=1e-10)
+    np.testing.assert_allclose(parallel.loss_curve_, single.loss_curve_, rtol=1e-12)
