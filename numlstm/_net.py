@@ -166,8 +166,7 @@ class SequenceNet:
 
     def parameters(self):
         """The live parameter arrays, in ``parameter_names`` order."""
-        named = self.named_parameters()
-        return [named[name] for name in self.parameter_names()]
+        return list(self.named_parameters().values())
 
     def train(self):
         """Training mode: dropout between layers is active. Returns self."""

@@ -82,11 +82,13 @@ def weight_gradients(x, hs, reverse, dgx, dgh, weight_ih, need_dx=True):
     P = hs.shape[2]
     dgx2 = dgx.reshape(T * B, G)
     dgh2 = dgh.reshape(T * B, G)
+    bias_ih = dgx2.sum(axis=0)
     grads = {
         "weight_ih": matmul(dgx2.T, x.reshape(T * B, I)),
         "weight_hh": matmul(dgh2.T, previous_states(hs, reverse).reshape(T * B, P)),
-        "bias_ih": dgx2.sum(axis=0),
-        "bias_hh": dgh2.sum(axis=0),
+        "bias_ih": bias_ih,
+        # one sum when the cell does not tell the two apart (as numlstm.cuda.common does)
+        "bias_hh": bias_ih.copy() if dgh is dgx else dgh2.sum(axis=0),
     }
     dx = matmul(dgx2, weight_ih).reshape(T, B, I) if need_dx else None
     return dx, grads

@@ -76,7 +76,8 @@ def _forward_rows(x, w_ih, panels_ih, gates, w_hh, panels_hh, w_hr, panels_hr, l
     """Run the recurrence over every step for batch rows ``b0:b1``, in place.
 
     ``x`` (T, B, I); ``gates`` (T, B, G) receives each step's input
-    projection, then what the step stores there; ``w_ih`` (G, I), ``w_hh``
+    projection, then what the step stores there (for inference, when
+    nothing is stored, a single step ``(1, B, G)`` that every step reuses); ``w_ih`` (G, I), ``w_hh``
     (G, P) and ``w_hr`` (P, H), or (0, H) for no projection, each with its
     panels (``numlstm.cells.gemm.packed``). ``h`` (B, P) and ``c`` (B, C)
     hold the initial state on entry and the final one on exit; ``hs``
@@ -86,7 +87,7 @@ def _forward_rows(x, w_ih, panels_ih, gates, w_hh, panels_hh, w_hr, panels_hr, l
     Only rows ``b0:b1`` are touched, so calls on disjoint rows may run
     concurrently.
     """
-    T, _, G = gates.shape
+    T, G = x.shape[0], gates.shape[2]
     H = w_hr.shape[1]
     P = h.shape[1]
     project = PROJECTS and w_hr.shape[0] > 0
@@ -100,11 +101,12 @@ def _forward_rows(x, w_ih, panels_ih, gates, w_hh, panels_hh, w_hr, panels_hr, l
         store_rows(cs, T if reverse else 0, c, b0, b1)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        matmul_nt(x[t, b0:b1], w_ih, panels_ih, gates[t, b0:b1])
+        ta = t if store else 0  # the step of gates that step t uses
+        matmul_nt(x[t, b0:b1], w_ih, panels_ih, gates[ta, b0:b1])
         matmul_nt(h[b0:b1], w_hh, panels_hh, r)
         for b in range(b0, b1):
             if t < lengths[b]:
-                _step(gates, t, b, r, b - b0, h, c, m, cell)
+                _step(gates, ta, b, r, b - b0, h, c, m, cell)
         if project:
             matmul_nt(m, w_hr, panels_hr, hp)
         for b in range(b0, b1):
@@ -144,14 +146,14 @@ def _backward_rows(gates, w_hh_t, panels_hh_t, w_hr_t, panels_hr_t, lengths, rev
         t = s if reverse else T - 1 - s
         prev, new = slots(t, reverse)
         for b in range(b0, b1):
-            if t < lengths[b]:
+            active = t < lengths[b]
+            if active:
                 for j in range(P):
                     dh[b, j] += grad_out[t, b, off + j]
-        if project:
-            for b in range(b0, b1):
-                active = t < lengths[b]
+            if project:
                 for j in range(P):
                     dhp[t, b, j] = dh[b, j] if active else 0
+        if project:
             matmul_nt(dh[b0:b1], w_hr_t, panels_hr_t, dm)
         d = dm if project else dh  # one call site: the step is inlined once
         for b in range(b0, b1):
@@ -318,8 +320,9 @@ def install(namespace, spec, step, step_backward, forward_cell, backward_cell, c
     def no_state(rows, dtype):
         return np.empty((rows, 0), dtype)
 
-    def projection(p, H, dtype):
-        return p["weight_hr"] if "weight_hr" in p else np.empty((0, H), dtype)
+    def projection(p, width, dtype):
+        """``weight_hr`` (P, H), or a (0, width) array for a cell without one."""
+        return p["weight_hr"] if "weight_hr" in p else np.empty((0, width), dtype)
 
     def forward(p, x, state, lengths, reverse, out, off, store, **options):
         """Run one direction of one layer.
@@ -352,8 +355,8 @@ def install(namespace, spec, step, step_backward, forward_cell, backward_cell, c
         h = state[0]
         c = state[1] if two_states else no_state(h.shape[0], x.dtype)
         T, B, _ = x.shape
-        H = p["weight_hr"].shape[1] if "weight_hr" in p else h.shape[1]
-        w_hr = projection(p, H, x.dtype)
+        w_hr = projection(p, h.shape[1], x.dtype)
+        H = w_hr.shape[1]
         cell, extras = forward_cell(p, (T, B, H), store, **options)
         if not store and w_hr.shape[0] == 0 and gather is not None:
             bounds = unit_split(B, H, p["weight_ih"].size + p["weight_hh"].size)
@@ -364,7 +367,7 @@ def install(namespace, spec, step, step_backward, forward_cell, backward_cell, c
         w_ih, panels_ih = packed(p["weight_ih"], uses)
         w_hh, panels_hh = packed(p["weight_hh"], uses)
         w_hr, panels_hr = packed(w_hr, uses)
-        gates = np.empty((T, B, w_hh.shape[0]), x.dtype)
+        gates = np.empty((T if store else 1, B, w_hh.shape[0]), x.dtype)
         depth = T + 1 if store else 0
         hs = np.empty((depth,) + h.shape, x.dtype)
         cs = np.empty((depth,) + c.shape, x.dtype)
@@ -415,8 +418,8 @@ def install(namespace, spec, step, step_backward, forward_cell, backward_cell, c
         dh = dstate[0]
         dc = dstate[1] if two_states else no_state(B, x.dtype)
         P = hs.shape[2]
-        H = p["weight_hr"].shape[1] if "weight_hr" in p else P
-        w_hr = projection(p, H, x.dtype)
+        w_hr = projection(p, P, x.dtype)
+        H = w_hr.shape[1]
         cell = backward_cell(p, extras, (T, B, H), **options)
         dgx = np.empty_like(gates)
         dgh = np.empty_like(gates) if spec.split_grads else dgx

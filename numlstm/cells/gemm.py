@@ -209,8 +209,8 @@ def packed(b, uses):
     thread (``numlstm._config.rows_per_thread``) times the steps.
     """
     b = np.ascontiguousarray(b)
-    if b.size == 0:  # an absent projection: what pack_panels would return, without the call
-        return b, np.empty((0, b.shape[1], PANEL_VECTORS * VECTOR_BYTES // b.itemsize), b.dtype)
+    if b.size == 0:  # an absent projection: no panels, and no kernel call
+        return b, np.empty((0, b.shape[1], panel_width.py_func(b.itemsize)), b.dtype)
     return b, pack_panels(b, uses)
 
 
