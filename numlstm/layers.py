@@ -16,7 +16,7 @@ import numpy as np
 from numlstm import _compile_notice
 from numlstm._backend import get_backend
 from numlstm._config import SUPPORTED_DTYPES
-from numlstm.cells.registry import SPECS
+from numlstm.cells.registry import SPECS, check_bool as _check_bool
 
 __all__ = ["LSTM", "GRU", "RNN", "no_grad", "is_grad_enabled"]
 
@@ -54,12 +54,6 @@ def _check_int(name, value, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def _check_dtype(dtype):

@@ -22,6 +22,10 @@ def test_an_incomplete_spec_fails_with_its_problems():
         CellSpec(**dict(fields, name="bad", states=("h", "c", "n")))
     with pytest.raises(TypeError, match="cache must start with"):
         CellSpec(**dict(fields, name="bad", cache=("gates", "x", "hs")))
+    with pytest.raises(TypeError, match="gate_states is empty"):
+        CellSpec(**dict(fields, name="bad", gate_states=()))
+    with pytest.raises(TypeError, match="gates is not callable"):
+        CellSpec(**dict(fields, name="bad", gates=3))
     with pytest.raises(TypeError, match="missing"):
         CellSpec(name="bad", layer="Bad")
 

@@ -24,6 +24,13 @@ import numpy as np
 __all__ = ["Option", "CellSpec", "SPECS", "get", "load_modules"]
 
 
+def check_bool(name, value):
+    """``value`` as a bool; TypeError naming ``name`` for anything else (an int included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class Option:
     """A constructor option of a cell family's layer (beyond torch's common arguments).
@@ -50,9 +57,7 @@ class Option:
         """``value`` checked against this option's type (that of its default) and choices."""
         kind = type(self.default)
         if kind is bool:
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{self.name} must be a bool, got {type(value).__name__} {value!r}")
-            return bool(value)
+            return check_bool(self.name, value)
         if kind is float:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real) \
                     or not math.isfinite(value):
