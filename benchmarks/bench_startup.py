@@ -33,6 +33,10 @@ with numlstm.no_grad():
     layer(x)
 """
 
+# a fresh, empty Numba cache for the timed process
+_COLD_CACHE = _PRELUDE + ("import os, tempfile\n"
+                          "os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='numlstm-cold-')\n")
+
 _warmed = set()
 
 
@@ -82,8 +86,7 @@ class FirstForwardColdCache:
             raise NotImplementedError("numlstm.LSTM / numlstm.GRU not available yet")
 
     def timeraw_first_forward_cold_cache(self, cls):
-        setup = (_PRELUDE + "import os, tempfile\n"
-                 "os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='numlstm-cold-')\n")
+        setup = _COLD_CACHE
         stmt = _BUILD.format(cls=cls) + _FORWARD
         return stmt, setup
 
@@ -106,8 +109,4 @@ class FirstFitColdCache:
             raise NotImplementedError("numlstm.LSTMRegressor not available yet")
 
     def timeraw_first_fit_cold_cache(self):
-        setup = _PRELUDE + ("import os, tempfile, warnings\n"
-                            "os.environ['NUMBA_CACHE_DIR'] = "
-                            "tempfile.mkdtemp(prefix='numlstm-cold-')\n"
-                            "warnings.simplefilter('ignore')\n")
-        return _FIT, setup
+        return _FIT, _COLD_CACHE + "import warnings\nwarnings.simplefilter('ignore')\n"

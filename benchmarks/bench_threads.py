@@ -46,6 +46,17 @@ def _fitted(batch):
     return est, inputs
 
 
+def _lazy(inputs, batch):
+    """The inputs as one Dask-backed DataArray, a chunk of ``batch`` sequences each."""
+    import xarray as xr
+
+    return xr.DataArray(np.concatenate(inputs), dims=("sample", "time", "feature")).chunk({"sample": batch})
+
+
+def _dask_predict(est, lazy, scheduler):
+    return est.predict(lazy).compute(scheduler=scheduler)
+
+
 def _predicts(est, inputs, pool):
     """Every input's predict, in the calling thread (``pool`` None) or spread over ``pool``."""
     if pool is None:
@@ -63,6 +74,7 @@ class ConcurrentPredict:
             C.import_numlstm()
         except ImportError as exc:
             raise NotImplementedError(str(exc)) from exc
+        self.guard = C.ThreadGuard()
         self.est, self.inputs = _fitted(batch)
         self.pool = ThreadPoolExecutor(callers) if callers > 1 else None
         _predicts(self.est, self.inputs, self.pool)  # compile / load kernels, start the threads
@@ -71,6 +83,7 @@ class ConcurrentPredict:
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown()
+        self.guard.close()
 
     def time_predicts(self, callers, batch):
         _predicts(self.est, self.inputs, self.pool)
@@ -85,16 +98,19 @@ class DaskPredict:
         try:
             C.import_numlstm()
             import dask  # noqa: F401
-            import xarray as xr
+            import xarray  # noqa: F401
         except ImportError as exc:
             raise NotImplementedError(str(exc)) from exc
+        self.guard = C.ThreadGuard()
         self.est, inputs = _fitted(batch)
-        X = xr.DataArray(np.concatenate(inputs), dims=("sample", "time", "feature"))
-        self.lazy = X.chunk({"sample": batch})
+        self.lazy = _lazy(inputs, batch)
         self.time_predict(scheduler, batch)  # compile / load kernels, start the threads
 
+    def teardown(self, scheduler, batch):
+        self.guard.close()
+
     def time_predict(self, scheduler, batch):
-        self.est.predict(self.lazy).compute(scheduler=scheduler)
+        _dask_predict(self.est, self.lazy, scheduler)
 
 
 def _measure(batch, pools, args):
@@ -106,9 +122,8 @@ def _measure(batch, pools, args):
     for n in CALLERS:
         print(f"batch {batch:3d}, {n} caller{'s' if n > 1 else ' '}: "
               f"{times[n] * 1e3:8.2f} ms  serial/this {times[1] / times[n]:.2f}")
-    dask = DaskPredict()
-    dask.setup("threads", batch)
-    fns = {s: functools.partial(dask.time_predict, s, batch) for s in DaskPredict.params[0]}
+    lazy = _lazy(inputs, batch)
+    fns = {s: functools.partial(_dask_predict, est, lazy, s) for s in DaskPredict.params[0]}
     times = C.measure_alternating(fns, repeats=args.repeats, min_time=args.min_time)
     print(f"batch {batch:3d}, dask synchronous {times['synchronous'] * 1e3:8.2f} ms, threads "
           f"{times['threads'] * 1e3:8.2f} ms  serial/this {times['synchronous'] / times['threads']:.2f}")

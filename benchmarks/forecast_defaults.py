@@ -98,20 +98,19 @@ def main(names, path=None, seeds=1, series=None, first_seed=0):
     """One table per config; with ``seeds`` > 1 the LSTM's forecast is the mean of the forecasts of
     ``random_state`` first_seed .. first_seed + seeds - 1, and each seed's RMSE is printed too."""
     baselines = classical(path)
+    loaded = {name: load() for name, (load, _, _) in SERIES.items() if series is None or name in series}
     for config in names:
         rows, epochs = [], []
-        for name, (load, season, horizon) in SERIES.items():
-            if series is not None and name not in series:
-                continue
-            values = load()
+        for name, values in loaded.items():
+            _, season, horizon = SERIES[name]
             n = values.sizes["time"]
             began, forecasts = time.perf_counter(), []
-            for seed in range(first_seed, first_seed + seeds):
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.filterwarnings("always")
+            with warnings.catch_warnings(record=True) as caught:  # every seed's warnings
+                warnings.filterwarnings("always")
+                for seed in range(first_seed, first_seed + seeds):
                     ds = LSTMForecaster(horizon=horizon, random_state=seed, **CONFIGS[config]).backtest(
                         values, start=n - FOLDS * horizon, season=season)
-                forecasts.append(ds.forecast.values)
+                    forecasts.append(ds.forecast.values)
             elapsed = time.perf_counter() - began
             if seeds > 1:
                 print(name, "RMSE of each seed:", [round(example.rmse(f, ds.truth.values), 3) for f in forecasts])

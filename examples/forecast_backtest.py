@@ -26,6 +26,7 @@ training, for smoke tests. Needs statsmodels; the figure needs matplotlib
 """
 
 import argparse
+import contextlib
 import itertools
 import time
 import warnings
@@ -49,52 +50,46 @@ QUICK = dict(series=("nile", "co2"), folds=2, max_iter=5)
 
 def seasonal_naive(train, horizon, season):
     """Each step repeats the value one season before it (the last value for ``season=1``)."""
-    last = train[-season:]
-    return np.resize(last, horizon) if season > 1 else np.full(horizon, train[-1])
+    return np.resize(train[-season:], horizon)
 
 
+@contextlib.contextmanager
 def _quiet_statsmodels():
     """A context in which statsmodels' convergence and frequency warnings stay quiet."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, ValueWarning
 
-    context = warnings.catch_warnings()
-    context.__enter__()
-    for category in (ConvergenceWarning, ValueWarning, RuntimeWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category)
-    return context
+    with warnings.catch_warnings():
+        for category in (ConvergenceWarning, ValueWarning, RuntimeWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
+
+
+def _arima_model(train, season, order):
+    """ARIMA of ``order``, with a seasonal (0, 1, 1) part when ``season > 1`` and a constant when undifferenced."""
+    from statsmodels.tsa.arima.model import ARIMA
+
+    seasonal = (0, 1, 1, season) if season > 1 else (0, 0, 0, 0)
+    trend = "c" if order[1] == 0 and season == 1 else "n"
+    return ARIMA(train, order=order, seasonal_order=seasonal, trend=trend)
 
 
 def arima_order(train, season, quick=False):
     """The (p, d, q) of least AIC, p and q up to 2 and d up to 1 (with a seasonal (0, 1, 1) part
     when ``season > 1``)."""
-    from statsmodels.tsa.arima.model import ARIMA
-
     grid = [(1, 1, 1)] if quick else itertools.product(range(3), range(2), range(3))
-    seasonal = (0, 1, 1, season) if season > 1 else (0, 0, 0, 0)
-    context = _quiet_statsmodels()
-    try:
-        scores = {}
+    scores = {}
+    with _quiet_statsmodels():
         for order in grid:
-            trend = "c" if order[1] == 0 and season == 1 else "n"
             try:
-                scores[order] = ARIMA(train, order=order, seasonal_order=seasonal, trend=trend).fit().aic
+                scores[order] = _arima_model(train, season, order).fit().aic
             except (ValueError, np.linalg.LinAlgError):
                 continue
-    finally:
-        context.__exit__(None, None, None)
     return min(scores, key=scores.get)
 
 
 def arima(train, horizon, season, order):
-    from statsmodels.tsa.arima.model import ARIMA
-
-    seasonal = (0, 1, 1, season) if season > 1 else (0, 0, 0, 0)
-    trend = "c" if order[1] == 0 and season == 1 else "n"
-    context = _quiet_statsmodels()
-    try:
-        return ARIMA(train, order=order, seasonal_order=seasonal, trend=trend).fit().forecast(horizon)
-    finally:
-        context.__exit__(None, None, None)
+    with _quiet_statsmodels():
+        return _arima_model(train, season, order).fit().forecast(horizon)
 
 
 def ets(train, horizon, season):
@@ -105,11 +100,8 @@ def ets(train, horizon, season):
     configs = [dict(trend=None), dict(trend="add"), dict(trend="add", damped_trend=True)]
     if season > 1:
         configs += [dict(c, seasonal="add", seasonal_periods=season) for c in configs]
-    context = _quiet_statsmodels()
-    try:
+    with _quiet_statsmodels():
         fits = [ETSModel(train, error="add", **config).fit(disp=False) for config in configs]
-    finally:
-        context.__exit__(None, None, None)
     return min(fits, key=lambda fit: fit.aic).forecast(horizon)
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -114,7 +115,6 @@ def test_compare_torch_skips_cleanly_without_torch(tmp_path):
 
 
 def test_forecast_backtest_baselines_and_table():
-    np = pytest.importorskip("numpy")
     spec = importlib.util.spec_from_file_location("forecast_backtest", EXAMPLES_DIR / "forecast_backtest.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -110,9 +110,13 @@ def test_forecast_of_the_future_without_truth():
     assert corners[:, 1].min() == 4.5 and corners[:, 1].max() == 8.5
     assert ax.get_ylabel() == "flow [m3/s]"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["history", "forecast", "interval"]
-    # arrays, no history: step numbers, and the forecast's own name labels nothing
-    (only,) = plot.forecast(None, np.array([1.0, 2.0, 3.0])).get_lines()
+    # arrays, no history: step numbers, and an unnamed forecast labels nothing
+    ax = plot.forecast(None, np.array([1.0, 2.0, 3.0]))
+    (only,) = ax.get_lines()
     np.testing.assert_array_equal(only.get_xdata(), [0, 1, 2])
+    assert ax.get_ylabel() == ""
+    # no history: a named forecast labels the axis itself
+    assert plot.forecast(None, future).get_ylabel() == "flow"
 
 
 @pytest.mark.parametrize("kwargs, message", [
