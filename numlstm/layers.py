@@ -702,7 +702,7 @@ class _RecurrentLayer:
                      for layer in range(self.num_layers)]
         padded = np.arange(T)[:, None] >= lengths[None, :]
         result = {}
-        for key in per_layer[0][0]:
+        for key in self._spec.gate_states:  # a cell module must give every key its spec names
             arr = np.array([[states[key] for states in layer] for layer in per_layer], self.dtype)
             arr[:, :, padded] = np.nan
             result[key] = arr
