@@ -64,6 +64,17 @@ def import_numlstm():
     return numlstm
 
 
+def require(*modules):
+    """Import numlstm and ``modules``, or raise ``NotImplementedError``, which asv reports as a skip."""
+    import importlib
+
+    try:
+        for name in ("numlstm", *modules):
+            importlib.import_module(name)
+    except ImportError as exc:
+        raise NotImplementedError(str(exc)) from exc
+
+
 def import_torch():
     """Return torch, or None when it is not installed (it is never required)."""
     try:

@@ -8,7 +8,7 @@ the estimator row of ``compare.py``.
 
 import warnings
 
-from ._common import ThreadGuard, estimator_data, import_numlstm, make_estimator
+from ._common import ThreadGuard, estimator_data, make_estimator, require
 
 
 class Estimator:
@@ -17,10 +17,7 @@ class Estimator:
     timeout = 300
 
     def setup(self, kind, cell):
-        try:
-            import_numlstm()
-        except ImportError as exc:
-            raise NotImplementedError(str(exc)) from exc
+        require()
         self.X, self.y = estimator_data(kind)
         self.est = make_estimator(kind, cell)
         self.guard = ThreadGuard()

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from ._common import ThreadGuard, import_numlstm
+from ._common import ThreadGuard, import_numlstm, require
 
 CHUNK, STEPS, FEATURES = 1_000, 50, 16
 SIZES = [2, 8, 32]  # data-set sizes, in chunks
@@ -56,12 +56,7 @@ class OutOfCoreFit:
     timeout = 600
 
     def setup_cache(self):
-        try:
-            import_numlstm()
-            import dask  # noqa: F401
-            import zarr  # noqa: F401
-        except ImportError as exc:
-            raise NotImplementedError(str(exc)) from exc
+        require("dask", "zarr")
         for n_chunks in SIZES:
             _write_store(_store(n_chunks), n_chunks)
         return {n_chunks: _store(n_chunks) for n_chunks in SIZES}

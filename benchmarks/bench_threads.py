@@ -70,10 +70,7 @@ class ConcurrentPredict:
     timeout = 300
 
     def setup(self, callers, batch):
-        try:
-            C.import_numlstm()
-        except ImportError as exc:
-            raise NotImplementedError(str(exc)) from exc
+        C.require()
         self.guard = C.ThreadGuard()
         self.est, self.inputs = _fitted(batch)
         self.pool = ThreadPoolExecutor(callers) if callers > 1 else None
@@ -95,12 +92,7 @@ class DaskPredict:
     timeout = 300
 
     def setup(self, scheduler, batch):
-        try:
-            C.import_numlstm()
-            import dask  # noqa: F401
-            import xarray  # noqa: F401
-        except ImportError as exc:
-            raise NotImplementedError(str(exc)) from exc
+        C.require("dask", "xarray")
         self.guard = C.ThreadGuard()
         self.est, inputs = _fitted(batch)
         self.lazy = _lazy(inputs, batch)
