@@ -25,6 +25,14 @@ at a spinning barrier every step (see ``numlstm.cells.sync``). ``num_threads()``
 numlstm from several threads at once share the cores: each kernel takes a
 share of them for its duration (``take_share``), so that numlstm's helper
 threads never outnumber the cores the callers leave free.
+
+Cores that other programs keep busy are not numlstm's to count, so every
+split call measures itself (``record_split``): when a call's threads spend
+much of it waiting for a core rather than working, ``SLOW_SPLITS_IN_A_ROW``
+times in a row, the kernels run on the calling thread alone for the next
+``CROWDED_PAUSE_S`` seconds, and then try threads again. On a machine whose
+cores are busy with other work, helper threads that wait for a core make a
+small call several times slower than one thread does.
 """
 
 import atexit
@@ -55,6 +63,10 @@ _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limiter = None
 _shares = {}  # thread id -> threads granted to the threaded kernel it runs now, itself included
+_slow_splits = 0  # split calls in a row whose threads waited for a core (record_split)
+_crowded_until = 0.0  # time.monotonic() until which kernels use the calling thread alone
+# a thread clock that ticks in milliseconds (Windows) would call every split call slow
+_FINE_THREAD_CLOCK = time.get_clock_info("thread_time").resolution <= 1e-5
 _left = {}  # thread id -> time.monotonic() when it left its last threaded kernel
 _shares_lock = threading.Lock()
 _last_share = threading.local()
@@ -87,11 +99,38 @@ def _fair_share(wanted, me):
     callers and their helper threads leave free, but always at least its
     own. Called under ``_shares_lock``, or for an estimate.
     """
+    if time.monotonic() < _crowded_until:
+        return 1
     inside = [n for ident, n in list(_shares.items()) if ident != me]
     recent = _recent_callers(me, time.monotonic())
     cores = usable_cores()
     callers = len(inside) + recent + 1
     return max(1, min(wanted, cores // callers, cores - sum(inside) - recent))
+
+
+def record_split(wall, cpu):
+    """Count a split call that took ``wall`` seconds while its slowest thread worked ``cpu`` of them.
+
+    ``cpu`` is the thread time (``time.thread_time``) of the part whose wait
+    for a core was longest. A call whose wait exceeds both
+    ``SLOW_SPLIT_WAIT`` times ``cpu`` and ``SLOW_SPLIT_MIN_WAIT_S`` is slow;
+    after ``SLOW_SPLITS_IN_A_ROW`` slow calls in a row, which one hiccup of
+    the operating system does not make, the machine counts as crowded for
+    ``CROWDED_PAUSE_S`` seconds (see the module notes).
+    """
+    global _slow_splits, _crowded_until
+    if not _FINE_THREAD_CLOCK or wall - cpu <= max(SLOW_SPLIT_WAIT * cpu, SLOW_SPLIT_MIN_WAIT_S):
+        _slow_splits = 0
+        return
+    _slow_splits += 1
+    if _slow_splits >= SLOW_SPLITS_IN_A_ROW:
+        _slow_splits = 0
+        _crowded_until = time.monotonic() + CROWDED_PAUSE_S
+
+
+def crowded():
+    """Whether the kernels run on the calling thread alone for now, other programs keeping the cores busy."""
+    return time.monotonic() < _crowded_until
 
 
 def num_threads():
@@ -245,8 +284,15 @@ def run_on_rows(fn, n_rows, calls_blas=False):
         n = take_share(min(numba.get_num_threads(), n_rows))
         bounds = _row_bounds(n_rows, n)
         with single_threaded_blas() if calls_blas else contextlib.nullcontext():
+            if n == 1:
+                return [fn(0, n_rows)]
+            start, cpu = time.perf_counter(), time.thread_time()
             futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]
-            return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
+            results = [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
+            # the caller waits for its helpers without working: a helper that waited for a core
+            # shows as the caller's wall time beyond its thread time
+            record_split(time.perf_counter() - start, time.thread_time() - cpu)
+            return results
     finally:
         try:
             if futures:
@@ -275,6 +321,13 @@ SPLIT_MIN_MACS = 1 << 22
 #: NumPy's wheels ship, threads only above 4 * 65536), so ``matmul`` does not pay to limit BLAS for them.
 BLAS_ALONE_MACS = 4 * 65536
 SPLIT_BLOCK_ROWS = 128
+#: When other programs keep the cores busy (``record_split``): a split call is slow when its
+#: threads waited for a core longer than SLOW_SPLIT_WAIT times their work and SLOW_SPLIT_MIN_WAIT_S;
+#: after SLOW_SPLITS_IN_A_ROW such calls the kernels use one thread for CROWDED_PAUSE_S seconds.
+SLOW_SPLIT_WAIT = 0.5
+SLOW_SPLIT_MIN_WAIT_S = 200e-6
+SLOW_SPLITS_IN_A_ROW = 3
+CROWDED_PAUSE_S = 1.0
 #: The unit split of inference (numlstm.cells.common.unit_split): units per range at least (and
 #: the multiple of the inner bounds), weights per step from which one row is split, and rows of
 #: input that each part projects at once.

@@ -198,3 +198,64 @@ def test_concurrent_predicts_equal_serial_ones(cell, two_cores):
         np.testing.assert_array_equal(out, serial[i])
     assert _config.active_callers() == 0  # every share was given back
     assert not sync.busy()
+
+
+@needs_two_threads
+def test_helpers_that_wait_for_a_core_send_the_next_calls_to_one_thread(two_cores, monkeypatch):
+    """A helper part that sleeps stands for a core that another program keeps busy."""
+    monkeypatch.setattr(_config, "CROWDED_PAUSE_S", 3600.0)
+
+    def slow_helper(b0, b1):
+        if b0 > 0:
+            time.sleep(0.01)  # wall time, no thread time: waiting for a core
+        return b0, b1
+
+    for _ in range(_config.SLOW_SPLITS_IN_A_ROW):
+        assert not _config.crowded()
+        assert _config.run_on_rows(slow_helper, 6) == [(0, 3), (3, 6)]
+    assert _config.crowded()
+    assert _config.num_threads() == 1
+    assert _ranges(6) == [(0, 6)]  # the calling thread alone
+    est = _fitted_regressor("lstm")
+    X = np.random.default_rng(1).standard_normal((4, 9, 2))
+    crowded = est.predict(X)
+    assert _config.last_thread_count() == 1
+    monkeypatch.setattr(_config, "_crowded_until", 0.0)  # the pause is over: threads again
+    np.testing.assert_array_equal(est.predict(X), crowded)
+    assert _config.last_thread_count() == 2
+    assert _ranges(6) == [(0, 3), (3, 6)]
+
+
+@needs_two_threads
+def test_one_slow_call_among_fast_ones_keeps_the_threads(two_cores):
+    for k in range(4 * _config.SLOW_SPLITS_IN_A_ROW):
+        _config.record_split(0.01 if k % _config.SLOW_SPLITS_IN_A_ROW else 0.001, 0.001)
+    assert not _config.crowded()
+    assert _ranges(6) == [(0, 3), (3, 6)]
+    # waits below the floor never count, however long against the work
+    for _ in range(2 * _config.SLOW_SPLITS_IN_A_ROW):
+        _config.record_split(_config.SLOW_SPLIT_MIN_WAIT_S / 2, 0.0)
+    assert not _config.crowded()
+
+
+@needs_two_threads
+def test_a_unit_split_whose_part_thread_waits_for_a_core_counts_as_slow(two_cores, monkeypatch):
+    monkeypatch.setattr(_config, "CROWDED_PAUSE_S", 3600.0)
+    est = _fitted_regressor("lstm")
+    X = np.random.default_rng(1).standard_normal((4, 9, 2))
+    alone = est.predict(X)
+    assert _config.last_thread_count() == 2
+    monkeypatch.setattr(sync, "_times", _SlowPartTimes(sync._times))
+    for _ in range(_config.SLOW_SPLITS_IN_A_ROW):
+        np.testing.assert_array_equal(est.predict(X), alone)
+    assert _config.crowded()
+    np.testing.assert_array_equal(est.predict(X), alone)
+    assert _config.last_thread_count() == 1
+
+
+class _SlowPartTimes(list):
+    """``sync._times`` as if each part thread had waited 10 ms for a core during its job."""
+
+    def __setitem__(self, part, times):
+        call, wall, cpu = times
+        super().__setitem__(part, (call, wall + 0.01, cpu))

@@ -72,6 +72,7 @@ import os
 import platform
 import queue
 import threading
+import time
 
 import numpy as np
 from llvmlite import ir
@@ -79,7 +80,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numlstm._config import JIT_OPTIONS, active_callers, give_back_share, take_share
+from numlstm._config import JIT_OPTIONS, active_callers, give_back_share, record_split, take_share
 
 FLAG_STRIDE = 16  # int64 slots between two counters: 128 bytes, two cache lines
 PART_LINES = 6  # a part's step; for a part thread also its posted, released, done, sleep, server
@@ -402,11 +403,13 @@ def _serve(flags, part, bell):
             continue
         call, job = _jobs[part]
         if call == released:  # else the job's call never released it: it must not run
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 job(part, flags)
             except BaseException as exc:  # handed to the caller of run_parts
                 _errors[part] = (call, exc)
                 _raise_abort(flags)
+            _times[part] = (call, time.perf_counter() - start, time.thread_time() - cpu)
         done = released
 
 
@@ -414,6 +417,7 @@ _calls = itertools.count(1)
 _flags = np.zeros((MAX_PARTS * PART_LINES + 1) * FLAG_STRIDE, np.int64)
 _jobs = [(0, None)] * MAX_PARTS
 _errors = [(0, None)] * MAX_PARTS
+_times = [(0, 0.0, 0.0)] * MAX_PARTS  # per part thread: its last call, that job's wall and thread time
 _bells = [queue.SimpleQueue() for _ in range(MAX_PARTS)]
 
 
@@ -475,6 +479,7 @@ def run_parts(fn, n_parts):
     try:
         if not take_share(n_parts, all_or_none=True) or not _begin(flags, call, n_parts):
             return False
+        start, cpu = time.perf_counter(), time.thread_time()
         _start_part_threads(n_parts)
         for q in range(1, n_parts):
             _jobs[q] = (call, fn)
@@ -482,6 +487,9 @@ def run_parts(fn, n_parts):
             if flags[q * PART_SLOTS + SLEEPING]:
                 _bells[q].put(None)
         fn(0, flags)
+        # every part spins while it waits for the others, so a part shows its wait for a core
+        # as wall time beyond its thread time; the longest such wait counts (record_split)
+        parts = [(time.perf_counter() - start, time.thread_time() - cpu)]
     finally:
         try:
             _end(flags, call)
@@ -491,4 +499,6 @@ def run_parts(fn, n_parts):
         failed, error = _errors[q]
         if failed == call:
             raise error
+    parts += [times[1:] for times in _times[1:n_parts] if times[0] == call]
+    record_split(*max(parts, key=lambda times: times[0] - times[1]))
     return True
