@@ -38,7 +38,7 @@ _STORM_CHILD = textwrap.dedent("""
     numba.set_num_threads(2)
     common.UNIT_SPLIT_MIN_WEIGHTS = 0
     common.usable_cores = lambda: 2
-    numlstm._config.CROWDED_PAUSE_S = 0.0  # a busy machine must not take the unit split away
+    numlstm._config.CROWDED_PAUSE_S = 0.0  # as tests/conftest.py: the machine's load must not matter
     split = []
     original = lstm._forward_by_units
     lstm._forward_by_units = lambda *args: split.append(original(*args)) or split[-1]
