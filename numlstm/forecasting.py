@@ -34,6 +34,7 @@ NaN steps before a series' first observed step or after its last are padding
 (xarray alignment gives exactly this); a NaN inside a series is an error.
 """
 
+import copy
 import time as _time
 import warnings
 from dataclasses import dataclass
@@ -172,6 +173,37 @@ def _to_panel(y, name, dims, dtype=None):
     return _Panel(series, times, many, has_component, series_coord, component_coord, label, attrs)
 
 
+def _diebold_mariano(d, horizon):
+    """Diebold and Mariano's (1995) statistic of the loss differences ``d`` of overlapping ``horizon``-step
+    forecasts, in time order, with Harvey, Leybourne and Newbold's (1997) small-sample correction.
+
+    The long-run variance of ``d`` sums its autocovariances up to lag ``horizon - 1`` (the lags at which two
+    windows' targets overlap) with Bartlett weights (Newey and West 1987), which keeps it positive; 0 when ``d``
+    has fewer than two values or no spread but a mean of 0.
+    """
+    n = len(d)
+    if n < 2:
+        return 0.0
+    z = d - d.mean()
+    lags = min(horizon - 1, n - 1)
+    variance = z @ z / n + 2 * sum((1 - k / (lags + 1)) * (z[k:] @ z[:-k]) / n for k in range(1, lags + 1))
+    if variance <= 0:
+        return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
+    correction = max(n + 1 - 2 * horizon + horizon * (horizon - 1) / n, 0.0) / n
+    return float(d.mean() / np.sqrt(variance / n) * np.sqrt(correction))
+
+
+def _combination_weight(e_lin, e_net, horizon):
+    """The network's share of the forecast from the squared errors ``e_lin`` and ``e_net`` of the linear part and
+    the network on each held-out window, in time order: the inverse-error weight ``e_lin / (e_lin + e_net)`` of the
+    means, times the Stein-type factor ``1 - 1 / t**2`` of their Diebold-Mariano statistic ``t``; 0 unless ``t``
+    exceeds 1 (see ``LSTMForecaster``'s Notes)."""
+    t = _diebold_mariano(e_lin - e_net, horizon)
+    if t <= 1:
+        return 0.0
+    return float(e_lin.mean() / (e_lin.mean() + e_net.mean()) * (1 - 1 / t ** 2))
+
+
 def _time_step(times):
     """The step between a series' time coords: a pandas frequency string for datetimes, a number
     otherwise; None when the coords are irregular or too few to tell."""
@@ -239,10 +271,13 @@ class LSTMForecaster(BaseEstimator):
         less the last one, to its normalised targets less the same (NLinear,
         Zeng et al. 2023), fitted on all training windows in closed form.
         The forecast is the weighted mean of the network's and the linear
-        part's, with weights inversely proportional to their mean squared
-        errors on the held-out windows of ``early_stopping`` (the linear part
-        then fitted on the training windows only; ``network_weight_``), or
-        equal without early stopping. With ``quantiles``, every quantile of
+        part's (``network_weight_``). With ``early_stopping`` the weights are
+        inversely proportional to their mean squared errors on the held-out
+        windows (the linear part then fitted on the training windows only),
+        shrunk towards the linear part unless the network's errors there
+        are lower by more than their noise (a Stein-type shrinkage by the
+        Diebold-Mariano statistic, see the Notes); without early stopping
+        they are equal. With ``quantiles``, every quantile of
         the network moves as its median does, so the spread stays the
         network's. The linear part adds no epochs and leaves the network as
         it is. It reads only the target values, not the covariates: with
@@ -274,9 +309,10 @@ class LSTMForecaster(BaseEstimator):
         targets end before them until the loss on the windows whose targets lie
         in them has not improved by ``tol`` for ``n_iter_no_change`` epochs,
         and a fresh network (same seed) then trains on all windows for the
-        best epoch count. About twice the cost of one fit; it keeps small
-        noisy series from being overfitted. False: train up to ``max_iter``
-        epochs, stopped by the training loss.
+        best epoch count; the network's forecast is the mean of the two (the
+        searched network kept at its best epoch). About twice the cost of one
+        fit; it keeps small noisy series from being overfitted. False: train
+        up to ``max_iter`` epochs, stopped by the training loss.
     validation_fraction : float in (0, 1), default=0.2
         Share of each series' last steps held out for ``early_stopping``.
     n_iter_no_change : int, default=20
@@ -307,7 +343,10 @@ class LSTMForecaster(BaseEstimator):
     Attributes
     ----------
     regressors_ : list of numlstm.LSTMRegressor
-        The ``n_models`` fitted networks.
+        The networks whose mean is the network's forecast: the ``n_models``
+        trained on all windows, then, with ``early_stopping``, the one the
+        held-out windows validated (trained on the windows before them, at
+        its best epoch).
     regressor_ : numlstm.LSTMRegressor
         The first of them: its X has ``lookback`` steps (``lookback +
         horizon`` with future covariates) and its y ``horizon *
@@ -320,7 +359,9 @@ class LSTMForecaster(BaseEstimator):
         without.
     network_weight_ : float
         The network's share of the forecast, the linear part having the
-        rest: 1.0 without ``linear``, 0.5 without ``early_stopping``.
+        rest (see the Notes): 1.0 without ``linear``, 0.5 without
+        ``early_stopping``, 0 when the network did not beat the linear part
+        on the held-out windows by more than one standard error.
     n_components_ : int
         Components (targets) per step of ``y``.
     n_series_ : int
@@ -355,13 +396,43 @@ class LSTMForecaster(BaseEstimator):
     targets and :math:`\\alpha` chosen by leave-one-out error (closed form);
     in the original units its forecast is :math:`y_{t_j} +
     W(y_{t_j-L+1..t_j} - y_{t_j}) + s_j b`, an autoregression that shrinks
-    towards the naive forecast. With the mean squared errors :math:`e_{net}`
-    and :math:`e_{lin}` of the two on the held-out windows, the network's
-    weight is :math:`w = e_{lin}/(e_{lin} + e_{net})` and the output becomes
-    :math:`o + (1 - w)(\\ell_j + W(x_j - \\ell_j) + b - o)`: weights
-    inversely proportional to the errors, which ignore the errors'
-    correlation and so are estimated robustly from few windows (Bates and
-    Granger 1969; Smith and Wallis 2009).
+    towards the naive forecast. Let :math:`d_j` be the linear part's
+    squared error less the network's (its best epoch's, in the search),
+    averaged over the horizon and components, on held-out window :math:`j`
+    (in time order, series after series), and
+    :math:`e_{lin}`, :math:`e_{net}` the two's mean squared errors there.
+    The network's weight is
+
+    .. math::
+
+        w = \\frac{e_{lin}}{e_{lin} + e_{net}}
+            \\Bigl(1 - \\frac{1}{t^2}\\Bigr) \\text{ if } t > 1,
+        \\quad w = 0 \\text{ otherwise},
+
+    and the output becomes :math:`o + (1 - w)(\\ell_j + W(x_j - \\ell_j) + b
+    - o)`. The first factor weighs the two inversely to their errors, which
+    ignores the errors' correlation and so is estimated robustly from few
+    windows (Bates and Granger 1969; Smith and Wallis 2009). The second
+    shrinks the network's share towards the simpler linear part by how
+    clearly the network won: :math:`t` is the Diebold-Mariano (1995)
+    statistic of the :math:`d_j` (their mean over its standard error; the
+    windows overlap, so the long-run variance sums the autocovariances up to
+    lag :math:`H - 1` with Bartlett weights, Newey and West 1987), times the
+    small-sample correction :math:`\\sqrt{(n + 1 - 2H + H(H-1)/n)/n}` of
+    Harvey, Leybourne and Newbold (1997) for :math:`n` windows; the factor
+    :math:`1 - 1/t^2`, cut to 0 below :math:`t = 1`, is the positive-part
+    Stein-type combination of a restricted and an unrestricted model with
+    the squared statistic as the distance (Hansen 2016), here with
+    shrinkage 1: the network gets no share unless it beat the linear part
+    by more than one standard error.
+    The best epoch's held-out error is the least of many and so biased
+    low; the shrinkage also guards against that.
+
+    With ``early_stopping`` the network's forecast is the mean of the
+    networks refitted on all windows and of the searched one at its best
+    epoch: an equal-weight ensemble (Hansen and Salamon 1990) whose members
+    differ in their training windows as well as their epochs' paths, so that
+    the refit's transfer of an epoch count to more windows is hedged.
 
     Covariates enter as extra input features per step: past covariates
     over the ``lookback`` steps; future covariates over the ``lookback`` steps
@@ -375,9 +446,27 @@ class LSTMForecaster(BaseEstimator):
     Bates, J. M. and Granger, C. W. J. (1969). The combination of forecasts.
     Operational Research Quarterly 20(4), 451-468.
 
+    Diebold, F. X. and Mariano, R. S. (1995). Comparing predictive
+    accuracy. Journal of Business and Economic Statistics 13(3), 253-263.
+
+    Hansen, B. E. (2016). Efficient shrinkage in parametric models. Journal
+    of Econometrics 190(1), 115-132.
+
+    Hansen, L. K. and Salamon, P. (1990). Neural network ensembles. IEEE
+    Transactions on Pattern Analysis and Machine Intelligence 12(10),
+    993-1001.
+
+    Harvey, D., Leybourne, S. and Newbold, P. (1997). Testing the equality of
+    prediction mean squared errors. International Journal of Forecasting
+    13(2), 281-291.
+
     Kim, T., Kim, J., Tae, Y., Park, C., Choi, J.-H. and Choo, J. (2022).
     Reversible instance normalization for accurate time-series forecasting
     against distribution shift. ICLR 2022.
+
+    Newey, W. K. and West, K. D. (1987). A simple, positive semi-definite,
+    heteroskedasticity and autocorrelation consistent covariance matrix.
+    Econometrica 55(3), 703-708.
 
     Smith, J. and Wallis, K. F. (2009). A simple explanation of the forecast
     combination puzzle. Oxford Bulletin of Economics and Statistics 71(3),
@@ -598,12 +687,13 @@ class LSTMForecaster(BaseEstimator):
         Y = Y.reshape(len(Y), -1)
         self.n_components_ = panel.values[0].shape[1]
         seeds = self._seeds()
-        epochs, scores, weight = (self._epochs(X, Y, ends, lengths, seeds[0]) if self.early_stopping
-                                  else (None, None, None))
+        epochs, scores, weight, searched = (self._epochs(X, Y, ends, lengths, seeds[0]) if self.early_stopping
+                                            else (None, None, None, None))
         self.linear_ = self._fit_linear(X, Y) if self.linear else None
         self.network_weight_ = 1.0 if not self.linear else 0.5 if weight is None else weight
-        self.regressors_ = [self._regressor(seed) for seed in seeds]
-        for regressor in self.regressors_:
+        refits = [self._regressor(seed) for seed in seeds]
+        self.regressors_ = refits + ([] if searched is None else [searched])
+        for regressor in refits:
             if epochs is None:
                 regressor.fit(X, Y)
             else:  # exactly the epochs the held-out windows chose: reaching them is no failure to converge
@@ -662,15 +752,15 @@ class LSTMForecaster(BaseEstimator):
         return linear.predict(lags).astype(X.dtype, copy=False) + last
 
     def _network_weight(self, X, Y, train, val, network):
-        """The network's share of the forecast, ``e_lin / (e_lin + e_net)``, from the mean squared errors on the
-        held-out windows ``val`` of the network's point forecasts ``network`` and of a linear part fitted on the
-        windows ``train``."""
+        """The network's share of the forecast (``_combination_weight``) from its point forecasts ``network`` of the
+        held-out windows ``val`` and those of a linear part fitted on the windows ``train``."""
         linear = self._linear_forecast(self._fit_linear(X[train], Y[train]), X[val])
-        e_lin, e_net = (float(np.mean((f - Y[val]) ** 2)) for f in (linear, network))
-        return e_lin / (e_lin + e_net) if e_lin + e_net > 0 else 0.5
+        e_lin, e_net = (np.mean((f - Y[val]) ** 2, axis=1, dtype=np.float64) for f in (linear, network))
+        return _combination_weight(e_lin, e_net, self.horizon)
 
     def _epochs(self, X, Y, ends, lengths, random_state):
-        """The epoch count of least loss on held-out windows, the loss of every epoch and the network's weight.
+        """The epoch count of least loss on held-out windows, the loss of every epoch, the network's weight and
+        the network of that epoch.
 
         The last ``validation_fraction`` of each series' steps (at least
         ``horizon``) are held out: windows whose targets start there validate,
@@ -679,8 +769,8 @@ class LSTMForecaster(BaseEstimator):
         improved by ``tol`` for ``n_iter_no_change`` epochs. With ``linear``,
         also the network's weight in the forecast from the held-out errors of
         its best epoch and of a linear part fitted on the training windows
-        (else None). (None, None, None) with a warning when a series is too
-        short to hold any window out.
+        (else None). (None, None, None, None) with a warning when a series is
+        too short to hold any window out.
         """
         held = np.maximum(self.horizon, np.round(self.validation_fraction * lengths).astype(int))
         val, train = ends - self.horizon >= lengths - held, ends <= lengths - held
@@ -688,8 +778,8 @@ class LSTMForecaster(BaseEstimator):
             warnings.warn(f"{type(self).__name__}: the series are too short to hold out windows for early stopping "
                           f"(validation_fraction={self.validation_fraction}); the training loss decides when to stop",
                           UserWarning, stacklevel=3)
-            return None, None, None
-        regressor, losses, best, since = self._regressor(random_state), [], np.inf, 0
+            return None, None, None, None
+        regressor, losses, best, least, since = self._regressor(random_state), [], np.inf, np.inf, 0
         X_train, Y_train, X_val, Y_val = X[train], Y[train], X[val], Y[val]
         for _ in range(self.max_iter):
             regressor.partial_fit(X_train, Y_train)
@@ -698,7 +788,8 @@ class LSTMForecaster(BaseEstimator):
                 losses.append(float(np.mean((Y_val - predicted) ** 2)))
             else:  # the pinball loss the quantile model trains on
                 losses.append(pinball(predicted.reshape(len(predicted), -1), Y_val, regressor._quantiles)[0])
-            if self.linear and losses[-1] <= min(losses):  # the point forecasts of the best epoch so far
+            if losses[-1] < least:  # the first best epoch so far, as argmin: its network and point forecasts
+                least, chosen = losses[-1], copy.deepcopy(regressor)
                 point = predicted[..., _median_quantile(regressor._quantiles)] if regressor._quantiles else predicted
             if losses[-1] < best - self.tol:
                 best, since = losses[-1], 0
@@ -707,7 +798,7 @@ class LSTMForecaster(BaseEstimator):
                 if since >= self.n_iter_no_change:
                     break
         weight = self._network_weight(X, Y, train, val, point) if self.linear else None
-        return int(np.argmin(losses)) + 1, losses, weight
+        return int(np.argmin(losses)) + 1, losses, weight, chosen
 
     # ---- predict ------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from numlstm import LSTMForecaster
+from numlstm.forecasting import _combination_weight, _diebold_mariano
 
 SMALL = dict(hidden_size=8, max_iter=40, n_iter_no_change=40, early_stopping=False, random_state=0)
 
@@ -67,18 +69,23 @@ def test_the_linear_part_continues_a_trend_plus_wave_that_the_network_has_not_le
 
 @pytest.mark.parametrize("quantiles", [None, (0.1, 0.5, 0.9)])
 def test_the_forecast_moves_the_networks_towards_the_linear_part_by_the_held_out_weight(quantiles):
-    rng = np.random.default_rng(3)
-    y = trend_and_wave(90) + 0.3 * rng.normal(size=90)
-    params = dict(lookback=12, horizon=3, quantiles=quantiles, hidden_size=8, max_iter=8, n_iter_no_change=8,
+    y = np.empty(90)                                            # the logistic map: no linear model forecasts it
+    y[0] = 0.3
+    for t in range(1, 90):
+        y[t] = 3.9 * y[t - 1] * (1 - y[t - 1])
+    params = dict(lookback=12, horizon=1, quantiles=quantiles, hidden_size=8, max_iter=30, n_iter_no_change=5,
                   random_state=0)
     fc = LSTMForecaster(**params).fit(y)
     window = y[-12:]
     loc, scale = window.mean(), window.std()
     x = (window - loc) / scale
-    network = np.asarray(fc.regressor_.predict(x[None, :, None]))[0]      # (3,) or (3, 3 quantiles)
+    # the network's forecast is the mean of the refitted and the searched networks
+    refit, searched = (np.asarray(r.predict(x[None, :, None]))[0] for r in fc.regressors_)  # (1,) or (1, 3)
+    assert len(fc.regressors_) == 2 and not np.allclose(refit, searched)
+    network = (refit + searched) / 2
     linear = x[-1] + fc.linear_.predict((x - x[-1])[None])[0]
     w = fc.network_weight_
-    assert 0 < w < 1
+    assert 0.5 < w < 1                                          # the held-out windows saw the network win
     if quantiles is None:
         expected = network + (1 - w) * (linear - network)
     else:                                                       # every quantile moves as the median does
@@ -87,8 +94,36 @@ def test_the_forecast_moves_the_networks_towards_the_linear_part_by_the_held_out
     # the network is the one linear=False trains: the linear part changes neither its epochs nor its weights
     alone = LSTMForecaster(linear=False, **params).fit(y)
     assert alone.n_iter_ == fc.n_iter_ and alone.validation_scores_ == fc.validation_scores_
-    np.testing.assert_array_equal(alone.predict().values, loc + scale * network)
+    np.testing.assert_allclose(alone.predict().values, loc + scale * network, rtol=1e-12)
     assert LSTMForecaster(**dict(params, early_stopping=False)).fit(y).network_weight_ == 0.5
+
+
+def test_the_diebold_mariano_statistic_matches_hand_computations():
+    d = np.random.default_rng(0).normal(0.3, 1.0, size=40)
+    # one step ahead the windows do not overlap and the corrected statistic is the one-sample t statistic
+    assert _diebold_mariano(d, 1) == pytest.approx(stats.ttest_1samp(d, 0).statistic, rel=1e-12)
+    # two steps ahead: the lag-1 autocovariance enters with Bartlett weight 1/2, then the small-sample correction
+    n, z = len(d), d - d.mean()
+    variance = (z @ z + 2 * 0.5 * z[1:] @ z[:-1]) / n
+    expected = d.mean() / np.sqrt(variance / n) * np.sqrt((n + 1 - 4 + 2 / n) / n)
+    assert _diebold_mariano(d, 2) == pytest.approx(expected, rel=1e-12)
+    assert _diebold_mariano(d[:1], 2) == 0.0
+
+
+def test_the_network_weight_shrinks_towards_the_linear_part_with_less_evidence():
+    rng = np.random.default_rng(1)
+    e_net = rng.exponential(1.0, size=8)
+    e_lin = e_net + rng.normal(0.5, 0.5, size=8)                # the network better on average, noisily
+    inverse_error = e_lin.mean() / (e_lin.mean() + e_net.mean())
+    t = stats.ttest_1samp(e_lin - e_net, 0).statistic           # the statistic for a horizon of 1 (see above)
+    few = _combination_weight(e_lin, e_net, 1)
+    assert t > 1 and few == pytest.approx(inverse_error * (1 - 1 / t ** 2), rel=1e-12)
+    # the same errors seen 25 times as often: the same inverse-error weight, much less shrunk
+    many = _combination_weight(np.tile(e_lin, 25), np.tile(e_net, 25), 1)
+    assert few < many < inverse_error and many == pytest.approx(inverse_error, rel=0.01)
+    # a network far worse on the held-out windows, or no clearer than one standard error: all to the linear part
+    assert _combination_weight(e_net, e_lin, 1) == 0.0
+    assert _combination_weight(np.array([2.0, 0.2]), np.array([1.0, 1.0]), 1) == 0.0   # t = 0.11
 
 
 def test_future_time_coords_continue_datetime_and_integer_indexes():
@@ -217,6 +252,9 @@ def test_early_stopping_picks_the_epochs_on_held_out_windows_in_time_order():
     scores = fc.validation_scores_
     best = int(np.argmin(scores)) + 1
     assert fc.n_iter_ == best and fc.regressor_.n_iter_ == best
+    # beside the refit on all windows, the forecast keeps the searched network as it was at its best epoch
+    refit, searched = fc.regressors_
+    assert searched.n_iter_ == best and searched.loss_curve_ != refit.loss_curve_
     assert len(scores) == 30 or len(scores) - best >= 3         # stopped by patience, or at max_iter
     with pytest.warns(UserWarning, match="too short to hold out windows"):
         LSTMForecaster(lookback=10, horizon=4, hidden_size=8, max_iter=3, random_state=0).fit(y[:15])
@@ -246,7 +284,7 @@ def test_an_ensemble_forecasts_the_mean_of_its_members_each_seeded_in_turn():
     assert not np.allclose(members[0], members[1])
     searched = LSTMForecaster(lookback=8, horizon=2, hidden_size=8, max_iter=6, n_iter_no_change=2, n_models=2,
                               random_state=0).fit(y)            # one search picks the epochs of every member
-    assert [r.n_iter_ for r in searched.regressors_] == [searched.n_iter_] * 2
+    assert [r.n_iter_ for r in searched.regressors_] == [searched.n_iter_] * 3  # and the searched network
 
 
 @pytest.mark.parametrize("params, match", [
