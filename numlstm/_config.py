@@ -29,10 +29,11 @@ threads never outnumber the cores the callers leave free.
 Cores that other programs keep busy are not numlstm's to count, so every
 split call measures itself (``record_split``): when a call's threads spend
 much of it waiting for a core rather than working, ``SLOW_SPLITS_IN_A_ROW``
-times in a row, the kernels run on the calling thread alone for the next
-``CROWDED_PAUSE_S`` seconds, and then try threads again. On a machine whose
-cores are busy with other work, helper threads that wait for a core make a
-small call several times slower than one thread does.
+times in a row, the kernels use half as many threads (on two cores, the
+calling thread alone) for the next ``CROWDED_PAUSE_S`` seconds, and then
+try all of them again. On a machine whose cores are busy with other work,
+helper threads that wait for a core make a small call several times slower
+than one thread does.
 """
 
 import atexit
@@ -64,7 +65,8 @@ _blas_users = 0
 _blas_limiter = None
 _shares = {}  # thread id -> threads granted to the threaded kernel it runs now, itself included
 _slow_splits = 0  # split calls in a row whose threads waited for a core (record_split)
-_crowded_until = 0.0  # time.monotonic() until which kernels use the calling thread alone
+_crowded_until = 0.0  # time.monotonic() until which kernels use at most _crowded_threads threads
+_crowded_threads = 1
 # a thread clock that ticks in milliseconds (Windows) would call every split call slow
 _FINE_THREAD_CLOCK = time.get_clock_info("thread_time").resolution <= 1e-5
 _left = {}  # thread id -> time.monotonic() when it left its last threaded kernel
@@ -100,7 +102,7 @@ def _fair_share(wanted, me):
     own. Called under ``_shares_lock``, or for an estimate.
     """
     if time.monotonic() < _crowded_until:
-        return 1
+        wanted = min(wanted, _crowded_threads)
     inside = [n for ident, n in list(_shares.items()) if ident != me]
     recent = _recent_callers(me, time.monotonic())
     cores = usable_cores()
@@ -108,28 +110,29 @@ def _fair_share(wanted, me):
     return max(1, min(wanted, cores // callers, cores - sum(inside) - recent))
 
 
-def record_split(wall, cpu):
-    """Count a split call that took ``wall`` seconds while its slowest thread worked ``cpu`` of them.
+def record_split(wall, cpu, threads):
+    """Count a call split across ``threads`` that took ``wall`` seconds while its slowest thread worked ``cpu``.
 
     ``cpu`` is the thread time (``time.thread_time``) of the part whose wait
     for a core was longest. A call whose wait exceeds both
     ``SLOW_SPLIT_WAIT`` times ``cpu`` and ``SLOW_SPLIT_MIN_WAIT_S`` is slow;
     after ``SLOW_SPLITS_IN_A_ROW`` slow calls in a row, which one hiccup of
-    the operating system does not make, the machine counts as crowded for
-    ``CROWDED_PAUSE_S`` seconds (see the module notes).
+    the operating system does not make, the kernels use at most half of
+    ``threads`` for ``CROWDED_PAUSE_S`` seconds (see the module notes).
     """
-    global _slow_splits, _crowded_until
+    global _slow_splits, _crowded_until, _crowded_threads
     if not _FINE_THREAD_CLOCK or wall - cpu <= max(SLOW_SPLIT_WAIT * cpu, SLOW_SPLIT_MIN_WAIT_S):
         _slow_splits = 0
         return
     _slow_splits += 1
     if _slow_splits >= SLOW_SPLITS_IN_A_ROW:
         _slow_splits = 0
+        _crowded_threads = max(1, threads // 2)
         _crowded_until = time.monotonic() + CROWDED_PAUSE_S
 
 
 def crowded():
-    """Whether the kernels run on the calling thread alone for now, other programs keeping the cores busy."""
+    """Whether the kernels use fewer threads for now, other programs keeping the cores busy (``record_split``)."""
     return time.monotonic() < _crowded_until
 
 
@@ -291,7 +294,7 @@ def run_on_rows(fn, n_rows, calls_blas=False):
             results = [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
             # the caller waits for its helpers without working: a helper that waited for a core
             # shows as the caller's wall time beyond its thread time
-            record_split(time.perf_counter() - start, time.thread_time() - cpu)
+            record_split(time.perf_counter() - start, time.thread_time() - cpu, n)
             return results
     finally:
         try:
@@ -323,7 +326,7 @@ BLAS_ALONE_MACS = 4 * 65536
 SPLIT_BLOCK_ROWS = 128
 #: When other programs keep the cores busy (``record_split``): a split call is slow when its
 #: threads waited for a core longer than SLOW_SPLIT_WAIT times their work and SLOW_SPLIT_MIN_WAIT_S;
-#: after SLOW_SPLITS_IN_A_ROW such calls the kernels use one thread for CROWDED_PAUSE_S seconds.
+#: after SLOW_SPLITS_IN_A_ROW such calls the kernels use half the threads for CROWDED_PAUSE_S seconds.
 SLOW_SPLIT_WAIT = 0.5
 SLOW_SPLIT_MIN_WAIT_S = 200e-6
 SLOW_SPLITS_IN_A_ROW = 3

@@ -231,14 +231,14 @@ def test_one_slow_call_among_fast_ones_keeps_the_threads(two_cores, monkeypatch)
     monkeypatch.setattr(_config, "CROWDED_PAUSE_S", 3600.0)
     n = _config.SLOW_SPLITS_IN_A_ROW
     for k in range(4 * n):  # slow, slow, fast, slow, slow, fast, ...
-        _config.record_split(0.001 if k % n == n - 1 else 0.01, 0.001)
+        _config.record_split(0.001 if k % n == n - 1 else 0.01, 0.001, 2)
     assert not _config.crowded()
     # waits below the floor never count, however long against the work
     for _ in range(2 * _config.SLOW_SPLITS_IN_A_ROW):
-        _config.record_split(_config.SLOW_SPLIT_MIN_WAIT_S / 2, 0.0)
+        _config.record_split(_config.SLOW_SPLIT_MIN_WAIT_S / 2, 0.0, 2)
     assert not _config.crowded()
     for _ in range(_config.SLOW_SPLITS_IN_A_ROW):  # while the same calls, all slow, do trip it
-        _config.record_split(0.01, 0.001)
+        _config.record_split(0.01, 0.001, 2)
     assert _config.crowded()
 
 
@@ -263,3 +263,16 @@ class _SlowPartTimes(list):
     def __setitem__(self, part, times):
         call, wall, cpu = times
         super().__setitem__(part, (call, wall + 0.01, cpu))
+
+
+def test_a_crowded_machine_halves_the_threads_until_the_calls_run_freely(monkeypatch):
+    monkeypatch.setattr(_config, "usable_cores", lambda: 8)
+    monkeypatch.setattr(_config, "CROWDED_PAUSE_S", 3600.0)
+    me = threading.get_ident()
+    assert _config._fair_share(8, me) == 8
+    for threads, halved in ((8, 4), (4, 2), (2, 1)):  # still slow at half: half again
+        for _ in range(_config.SLOW_SPLITS_IN_A_ROW):
+            _config.record_split(0.01, 0.001, threads)
+        assert _config._fair_share(8, me) == halved
+    monkeypatch.setattr(_config, "_crowded_until", 0.0)  # the pause is over: every core again
+    assert _config._fair_share(8, me) == 8

@@ -500,5 +500,5 @@ def run_parts(fn, n_parts):
         if failed == call:
             raise error
     parts += [times[1:] for times in _times[1:n_parts] if times[0] == call]
-    record_split(*max(parts, key=lambda times: times[0] - times[1]))
+    record_split(*max(parts, key=lambda times: times[0] - times[1]), n_parts)
     return True
