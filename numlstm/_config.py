@@ -5,8 +5,11 @@
 ``ORDERED_JIT_OPTIONS`` also leaves out ``reassoc``, for the dot products,
 so that each sum runs in one fixed order whatever the thread split.
 ``BRIEF_JIT_OPTIONS`` keeps the GIL, for kernels called from Python that run
-a few microseconds (packing weights): beside other threads that wait for the
-GIL, letting it go and taking it back costs more than such a kernel. ``CACHE``
+a few microseconds (packing weights, checking and scaling a small input):
+beside other threads that wait for the GIL, letting it go and taking it back
+costs more than such a kernel, and NumPy lets it go in every operation on
+more than a few hundred values. ``EXACT_BRIEF_JIT_OPTIONS`` does so without
+fast-math, for arithmetic that must give NumPy's bits. ``CACHE``
 turns on Numba's on-disk cache so that a fresh process does not recompile.
 Set ``NUMLSTM_DISABLE_CACHE=1`` in the environment to compile in memory only.
 
@@ -57,6 +60,10 @@ JIT_OPTIONS = {"nogil": True, "cache": CACHE, "fastmath": FASTMATH, "error_model
 # without "reassoc", LLVM keeps each sum in program order.
 ORDERED_JIT_OPTIONS = dict(JIT_OPTIONS, fastmath=FASTMATH - {"reassoc"})
 BRIEF_JIT_OPTIONS = dict(JIT_OPTIONS, nogil=False)
+EXACT_BRIEF_JIT_OPTIONS = dict(BRIEF_JIT_OPTIONS, fastmath=False)
+#: Inputs of at most this many values are checked and scaled by the brief kernels above; larger
+#: ones by NumPy, which lets other threads run meanwhile (numlstm.data).
+BRIEF_MAX_VALUES = 1 << 16
 
 _pool = None
 _blas = None

@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+from numba import njit
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_array
+
+from numlstm._config import BRIEF_JIT_OPTIONS, BRIEF_MAX_VALUES, EXACT_BRIEF_JIT_OPTIONS
 
 __all__ = [
     "DEFAULT_DIMS",
@@ -415,6 +418,40 @@ def _float_array(X, dtype, input_name):
     )
 
 
+def _all_finite(values):
+    """Whether every value of the 3-D float array ``values`` is finite.
+
+    A small array (a predict of a few sequences) is checked by a kernel that
+    keeps the GIL: NumPy would let it go and take it back, and beside other
+    threads calling ``predict`` each such hand-off waits for one of them.
+    """
+    if values.size <= BRIEF_MAX_VALUES:
+        return _all_finite_small(values)
+    return bool(np.isfinite(values).all())
+
+
+@njit(**BRIEF_JIT_OPTIONS)
+def _all_finite_small(values):
+    """``_all_finite`` for small arrays: any inf or NaN turns the sum of ``value * 0`` into NaN."""
+    total = values.dtype.type(0)
+    for b in range(values.shape[0]):
+        for t in range(values.shape[1]):
+            for f in range(values.shape[2]):
+                total += values[b, t, f] * 0
+    return total == 0
+
+
+@njit(**EXACT_BRIEF_JIT_OPTIONS)
+def _standardize_small(values, mean, scale):
+    """``Standardizer.transform`` of a small 3-D array, with NumPy's arithmetic, keeping the GIL."""
+    out = np.empty(values.shape, values.dtype)
+    for b in range(values.shape[0]):
+        for t in range(values.shape[1]):
+            for f in range(values.shape[2]):
+                out[b, t, f] = (values[b, t, f] - mean[f]) / scale[f]
+    return out
+
+
 def _locate(values, input_name, missing, n_columns, first_sample=0):
     """Lengths, offsets and gaps of 3-D ``values``, checked; the values start-aligned, 0 past the ends.
 
@@ -431,7 +468,7 @@ def _locate(values, input_name, missing, n_columns, first_sample=0):
     lengths = np.full(n_samples, n_timesteps, dtype=np.int64)
     offsets = np.zeros(n_samples, dtype=np.int64)
     has_gaps = False
-    if not np.isfinite(values).all():  # one pass in the common case, with no padding
+    if not _all_finite(values):  # one pass in the common case, with no padding
         if np.isinf(values).any():
             raise ValueError(f"{input_name} contains inf; only finite values and NaN padding are allowed")
         nan = np.isnan(values)
@@ -895,6 +932,8 @@ class Standardizer:
 
     def transform(self, values):
         """Standardize ``values`` along their last axis, keeping their dtype."""
+        if values.ndim == 3 and values.size <= BRIEF_MAX_VALUES:  # a small batch: see _all_finite
+            return _standardize_small(values, self.mean, self.scale)
         return ((values - self.mean) / self.scale).astype(values.dtype, copy=False)
 
     def inverse_transform(self, values):

@@ -196,3 +196,33 @@ def test_sliding_windows():
         sliding_windows(np.arange(3.0), window=3)
     with pytest.raises(ValueError, match=">= 1"):
         sliding_windows(np.arange(3.0), window=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 50, 8), (300, 50, 8)])  # the brief kernel, and NumPy past BRIEF_MAX_VALUES
+def test_the_finite_check_finds_any_inf_or_nan_wherever_it_is(dtype, shape):
+    from numlstm.data import _all_finite
+
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(shape) * 1e30).astype(dtype)  # large, but finite in either width
+    assert _all_finite(values) and _all_finite(values[:, ::2, 1:])  # a strided view too
+    for index in [(0, 0, 0), (shape[0] // 2, 17, 3), (shape[0] - 1, shape[1] - 1, shape[2] - 1)]:
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = values.copy()
+            broken[index] = bad
+            assert not _all_finite(broken)
+            assert not _all_finite(broken.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("dtype, scaler_dtype", [(np.float32, np.float32), (np.float64, np.float64),
+                                                 (np.float32, np.float64)])
+@pytest.mark.parametrize("shape", [(4, 50, 8), (300, 50, 8)])
+def test_standardizing_a_small_batch_gives_numpys_bits(dtype, scaler_dtype, shape):
+    rng = np.random.default_rng(1)
+    values = (3 + 5 * rng.standard_normal(shape)).astype(dtype)
+    scaler = Standardizer(rng.standard_normal(8).astype(scaler_dtype), rng.uniform(0.1, 3, 8).astype(scaler_dtype))
+    for x in (values, values[:, ::3]):  # contiguous and strided
+        expected = ((x - scaler.mean) / scaler.scale).astype(dtype)
+        got = scaler.transform(x)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, expected)
