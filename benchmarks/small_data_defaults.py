@@ -260,8 +260,10 @@ def fit_search(task, seed, X_train, y_train, X_test, y_test, folds=3):
     for chosen in sorted(cv, key=cv.get, reverse=True):
         result = fit_one(task, grid()[chosen], seed, X_train, y_train, X_test, y_test)
         if result["score"] is not None:
-            break
-    return dict(result, fit_s=round(time.perf_counter() - start, 3), chosen=chosen, cv_score=round(cv[chosen], 4))
+            return dict(result, fit_s=round(time.perf_counter() - start, 3), chosen=chosen,
+                        cv_score=round(cv[chosen], 4))
+    return dict(score=None, n_iter=None, fit_s=None, validated=None,
+                error="fit rejected every grid configuration, on a fold or on the whole training split")
 
 
 def run(args):

@@ -74,8 +74,9 @@ _shares = {}  # thread id -> threads granted to the threaded kernel it runs now,
 _slow_splits = 0  # split calls in a row whose threads waited for a core (record_split)
 _crowded_until = 0.0  # time.monotonic() until which kernels use at most _crowded_threads threads
 _crowded_threads = 1
-# a thread clock that ticks in milliseconds (Windows) would call every split call slow
-_FINE_THREAD_CLOCK = time.get_clock_info("thread_time").resolution <= 1e-5
+# a thread clock that ticks in milliseconds would call every split call slow: Windows' does (its
+# reported resolution is 100 ns, but GetThreadTimes advances with the scheduler's 15.6 ms tick)
+_FINE_THREAD_CLOCK = os.name != "nt" and time.get_clock_info("thread_time").resolution <= 1e-5
 _left = {}  # thread id -> time.monotonic() when it left its last threaded kernel
 _shares_lock = threading.Lock()
 _last_share = threading.local()
@@ -124,8 +125,12 @@ def record_split(wall, cpu, threads):
     for a core was longest. A call whose wait exceeds both
     ``SLOW_SPLIT_WAIT`` times ``cpu`` and ``SLOW_SPLIT_MIN_WAIT_S`` is slow;
     after ``SLOW_SPLITS_IN_A_ROW`` slow calls in a row, which one hiccup of
-    the operating system does not make, the kernels use at most half of
-    ``threads`` for ``CROWDED_PAUSE_S`` seconds (see the module notes).
+    the operating system does not make, the kernels use half the threads
+    they may use now (``numba.get_num_threads()``, or the cap of a pause
+    still running) for ``CROWDED_PAUSE_S`` seconds (see the module notes).
+    Whichever call trips it, the cap halves once. The counts are updated
+    without a lock: a count lost to a race between two callers only delays
+    a pause by a call.
     """
     global _slow_splits, _crowded_until, _crowded_threads
     if not _FINE_THREAD_CLOCK or wall - cpu <= max(SLOW_SPLIT_WAIT * cpu, SLOW_SPLIT_MIN_WAIT_S):
@@ -134,7 +139,8 @@ def record_split(wall, cpu, threads):
     _slow_splits += 1
     if _slow_splits >= SLOW_SPLITS_IN_A_ROW:
         _slow_splits = 0
-        _crowded_threads = max(1, threads // 2)
+        allowed = _crowded_threads if crowded() else max(numba.get_num_threads(), threads)
+        _crowded_threads = max(1, allowed // 2)
         _crowded_until = time.monotonic() + CROWDED_PAUSE_S
 
 
@@ -211,12 +217,13 @@ def _forget_pool():
     child gets a fresh one, and no users of the limit; likewise the shares
     of the cores belong to the parent's threads.
     """
-    global _pool, _blas_lock, _blas_users, _shares_lock
+    global _pool, _blas_lock, _blas_users, _shares_lock, _slow_splits, _crowded_until
     _pool = None
     _blas_lock, _blas_users = threading.Lock(), 0
     _shares_lock = threading.Lock()
     _shares.clear()
     _left.clear()
+    _slow_splits, _crowded_until = 0, 0.0  # the child measures its own calls
 
 
 if hasattr(os, "register_at_fork"):
@@ -296,13 +303,20 @@ def run_on_rows(fn, n_rows, calls_blas=False):
         with single_threaded_blas() if calls_blas else contextlib.nullcontext():
             if n == 1:
                 return [fn(0, n_rows)]
-            start, cpu = time.perf_counter(), time.thread_time()
-            futures = [_thread_pool().submit(fn, bounds[k], bounds[k + 1]) for k in range(1, n)]
-            results = [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
-            # the caller waits for its helpers without working: a helper that waited for a core
-            # shows as the caller's wall time beyond its thread time
-            record_split(time.perf_counter() - start, time.thread_time() - cpu, n)
-            return results
+            start = time.perf_counter()
+
+            def timed(b0, b1):
+                """``fn`` on a range, with the part's wall time since the call began and its thread time."""
+                cpu = time.thread_time()
+                result = fn(b0, b1)
+                return result, (time.perf_counter() - start, time.thread_time() - cpu)
+
+            futures = [_thread_pool().submit(timed, bounds[k], bounds[k + 1]) for k in range(1, n)]
+            parts = [timed(bounds[0], bounds[1])] + [f.result() for f in futures]
+            # each part measures its own wait for a core (its start included), so that a range
+            # longer than the caller's does not count as one
+            record_split(*max((times for _, times in parts), key=lambda times: times[0] - times[1]), n)
+            return [result for result, _ in parts]
     finally:
         try:
             if futures:

@@ -179,17 +179,18 @@ def _diebold_mariano(d, horizon):
 
     The long-run variance of ``d`` sums its autocovariances up to lag ``horizon - 1`` (the lags at which two
     windows' targets overlap) with Bartlett weights (Newey and West 1987), which keeps it positive; 0 when ``d``
-    has fewer than two values or no spread but a mean of 0.
+    has no spread but a mean of 0, and when there are no more windows than the horizon: their targets then all
+    overlap, and the correction ``(n - h)(n - h + 1) / n**2`` vanishes (n = h, h - 1) or means nothing.
     """
     n = len(d)
-    if n < 2:
+    if n <= horizon or n < 2:
         return 0.0
     z = d - d.mean()
-    lags = min(horizon - 1, n - 1)
+    lags = horizon - 1
     variance = z @ z / n + 2 * sum((1 - k / (lags + 1)) * (z[k:] @ z[:-k]) / n for k in range(1, lags + 1))
     if variance <= 0:
         return 0.0 if d.mean() == 0 else float(np.copysign(np.inf, d.mean()))
-    correction = max(n + 1 - 2 * horizon + horizon * (horizon - 1) / n, 0.0) / n
+    correction = (n - horizon) * (n - horizon + 1) / n**2  # n + 1 - 2h + h(h - 1)/n, over n
     return float(d.mean() / np.sqrt(variance / n) * np.sqrt(correction))
 
 
@@ -197,9 +198,11 @@ def _combination_weight(e_lin, e_net, horizon):
     """The network's share of the forecast from the squared errors ``e_lin`` and ``e_net`` of the linear part and
     the network on each held-out window, in time order: the inverse-error weight ``e_lin / (e_lin + e_net)`` of the
     means, times the Stein-type factor ``1 - 1 / t**2`` of their Diebold-Mariano statistic ``t``; 0 unless ``t``
-    exceeds 1 (see ``LSTMForecaster``'s Notes)."""
+    exceeds 1 (see ``LSTMForecaster``'s Notes), and 0 when an error is not finite."""
+    if not (np.isfinite(e_lin).all() and np.isfinite(e_net).all()):
+        return 0.0
     t = _diebold_mariano(e_lin - e_net, horizon)
-    if t <= 1:
+    if not t > 1:
         return 0.0
     return float(e_lin.mean() / (e_lin.mean() + e_net.mean()) * (1 - 1 / t ** 2))
 
@@ -426,13 +429,18 @@ class LSTMForecaster(BaseEstimator):
     shrinkage 1: the network gets no share unless it beat the linear part
     by more than one standard error.
     The best epoch's held-out error is the least of many and so biased
-    low; the shrinkage also guards against that.
+    low; the shrinkage also guards against that. With no more held-out
+    windows than the horizon, :math:`t` is taken as 0. With several series
+    the windows of all of them form one sequence, series after series: the
+    lags at the seams and the correlation between series are ignored, so
+    :math:`t` grows with the number of series as if they were independent.
 
     With ``early_stopping`` the network's forecast is the mean of the
     networks refitted on all windows and of the searched one at its best
     epoch: an equal-weight ensemble (Hansen and Salamon 1990) whose members
     differ in their training windows as well as their epochs' paths, so that
-    the refit's transfer of an epoch count to more windows is hedged.
+    the refit's transfer of an epoch count to more windows is hedged. It
+    costs no training, but a forecast runs both networks.
 
     Covariates enter as extra input features per step: past covariates
     over the ``lookback`` steps; future covariates over the ``lookback`` steps

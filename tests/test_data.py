@@ -226,3 +226,9 @@ def test_standardizing_a_small_batch_gives_numpys_bits(dtype, scaler_dtype, shap
         got = scaler.transform(x)
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_standardizing_with_a_scaler_of_other_width_fails_as_numpy_does():
+    scaler = Standardizer(np.zeros(2), np.ones(2))
+    with pytest.raises(ValueError, match="broadcast"):
+        scaler.transform(np.arange(24.0).reshape(2, 3, 4))

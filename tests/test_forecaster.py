@@ -108,6 +108,9 @@ def test_the_diebold_mariano_statistic_matches_hand_computations():
     expected = d.mean() / np.sqrt(variance / n) * np.sqrt((n + 1 - 4 + 2 / n) / n)
     assert _diebold_mariano(d, 2) == pytest.approx(expected, rel=1e-12)
     assert _diebold_mariano(d[:1], 2) == 0.0
+    # no more windows than the horizon: all of them overlap, and the statistic says nothing
+    assert _diebold_mariano(d[:12], 12) == 0.0 and _diebold_mariano(d[:3], 24) == 0.0
+    assert _diebold_mariano(d[:13], 12) != 0.0
 
 
 def test_the_network_weight_shrinks_towards_the_linear_part_with_less_evidence():
@@ -124,6 +127,8 @@ def test_the_network_weight_shrinks_towards_the_linear_part_with_less_evidence()
     # a network far worse on the held-out windows, or no clearer than one standard error: all to the linear part
     assert _combination_weight(e_net, e_lin, 1) == 0.0
     assert _combination_weight(np.array([2.0, 0.2]), np.array([1.0, 1.0]), 1) == 0.0   # t = 0.11
+    # an error that is not finite gives the network nothing, never a NaN weight
+    assert _combination_weight(np.array([1.0, 2.0, 3.0]), np.array([0.5, np.inf, 0.2]), 1) == 0.0
 
 
 def test_future_time_coords_continue_datetime_and_integer_indexes():

@@ -276,3 +276,23 @@ def test_a_crowded_machine_halves_the_threads_until_the_calls_run_freely(monkeyp
         assert _config._fair_share(8, me) == halved
     monkeypatch.setattr(_config, "_crowded_until", 0.0)  # the pause is over: every core again
     assert _config._fair_share(8, me) == 8
+
+
+@numba.njit(nogil=True)
+def _spin(seconds_of_work):
+    """About ``seconds_of_work`` of arithmetic without the GIL."""
+    total = 0.0
+    for k in range(int(seconds_of_work * 2e8)):
+        total += k * 1e-9
+    return total
+
+
+@needs_two_threads
+def test_an_uneven_row_split_is_not_a_busy_machine(two_cores, monkeypatch):
+    """Three rows on two threads: the caller's range has one row, the helper's two, and the caller
+    waits for the helper without working; that wait is the helper's work, not a wait for a core."""
+    monkeypatch.setattr(_config, "CROWDED_PAUSE_S", 3600.0)
+    _spin(1e-6)
+    for _ in range(3 * _config.SLOW_SPLITS_IN_A_ROW):
+        _config.run_on_rows(lambda b0, b1: _spin(1e-3 * (b1 - b0)), 3)
+    assert not _config.crowded()
