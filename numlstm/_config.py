@@ -109,7 +109,7 @@ def _fair_share(wanted, me):
     callers and their helper threads leave free, but always at least its
     own. Called under ``_shares_lock``, or for an estimate.
     """
-    if time.monotonic() < _crowded_until:
+    if crowded():
         wanted = min(wanted, _crowded_threads)
     inside = [n for ident, n in list(_shares.items()) if ident != me]
     recent = _recent_callers(me, time.monotonic())
