@@ -34,7 +34,6 @@ NaN steps before a series' first observed step or after its last are padding
 (xarray alignment gives exactly this); a NaN inside a series is an error.
 """
 
-import copy
 import time as _time
 import warnings
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 from numlstm.data import _check_dims
 from numlstm.estimators import LSTMRegressor, _median_quantile, _valid_quantiles
 from numlstm.losses import pinball
+from numlstm.training import _progress
 
 __all__ = ["LSTMForecaster", "NORMALIZATIONS"]
 
@@ -183,7 +183,7 @@ def _diebold_mariano(d, horizon):
     overlap, and the correction ``(n - h)(n - h + 1) / n**2`` vanishes (n = h, h - 1) or means nothing.
     """
     n = len(d)
-    if n <= horizon or n < 2:
+    if n <= horizon:
         return 0.0
     z = d - d.mean()
     lags = horizon - 1
@@ -759,11 +759,11 @@ class LSTMForecaster(BaseEstimator):
         lags, last = self._lags(X)
         return linear.predict(lags).astype(X.dtype, copy=False) + last
 
-    def _network_weight(self, X, Y, train, val, network):
+    def _network_weight(self, X_train, Y_train, X_val, Y_val, network):
         """The network's share of the forecast (``_combination_weight``) from its point forecasts ``network`` of the
-        held-out windows ``val`` and those of a linear part fitted on the windows ``train``."""
-        linear = self._linear_forecast(self._fit_linear(X[train], Y[train]), X[val])
-        e_lin, e_net = (np.mean((f - Y[val]) ** 2, axis=1, dtype=np.float64) for f in (linear, network))
+        held-out windows ``X_val`` and those of a linear part fitted on the training windows."""
+        linear = self._linear_forecast(self._fit_linear(X_train, Y_train), X_val)
+        e_lin, e_net = (np.mean((f - Y_val) ** 2, axis=1, dtype=np.float64) for f in (linear, network))
         return _combination_weight(e_lin, e_net, self.horizon)
 
     def _epochs(self, X, Y, ends, lengths, random_state):
@@ -796,8 +796,8 @@ class LSTMForecaster(BaseEstimator):
                 losses.append(float(np.mean((Y_val - predicted) ** 2)))
             else:  # the pinball loss the quantile model trains on
                 losses.append(pinball(predicted.reshape(len(predicted), -1), Y_val, regressor._quantiles)[0])
-            if losses[-1] < least:  # the first best epoch so far, as argmin: its network and point forecasts
-                least, chosen = losses[-1], copy.deepcopy(regressor)
+            if losses[-1] < least:  # the first best epoch so far: its weights, progress and point forecasts
+                least, kept = losses[-1], (regressor.network_.state_dict(), _progress(regressor))
                 point = predicted[..., _median_quantile(regressor._quantiles)] if regressor._quantiles else predicted
             if losses[-1] < best - self.tol:
                 best, since = losses[-1], 0
@@ -805,8 +805,12 @@ class LSTMForecaster(BaseEstimator):
                 since += 1
                 if since >= self.n_iter_no_change:
                     break
-        weight = self._network_weight(X, Y, train, val, point) if self.linear else None
-        return int(np.argmin(losses)) + 1, losses, weight, chosen
+        weight = self._network_weight(X_train, Y_train, X_val, Y_val, point) if self.linear else None
+        weights, progress = kept  # back to the best epoch, as the estimators' own early stopping does
+        regressor.network_.load_state_dict(weights)
+        for name, value in progress.items():
+            setattr(regressor, name, value)
+        return regressor.n_iter_, losses, weight, regressor
 
     # ---- predict ------------------------------------------------------------------------
 

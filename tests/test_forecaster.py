@@ -107,6 +107,12 @@ def test_the_diebold_mariano_statistic_matches_hand_computations():
     variance = (z @ z + 2 * 0.5 * z[1:] @ z[:-1]) / n
     expected = d.mean() / np.sqrt(variance / n) * np.sqrt((n + 1 - 4 + 2 / n) / n)
     assert _diebold_mariano(d, 2) == pytest.approx(expected, rel=1e-12)
+    # independently: statsmodels' Newey-West t statistic of the mean, times the small-sample correction
+    sm = pytest.importorskip("statsmodels.api")
+    for h in (2, 5):
+        hac = sm.OLS(d, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": h - 1, "use_correction": False})
+        assert _diebold_mariano(d, h) == pytest.approx(hac.tvalues[0] * np.sqrt((n - h) * (n - h + 1) / n**2),
+                                                       rel=1e-12)
     assert _diebold_mariano(d[:1], 2) == 0.0
     # no more windows than the horizon: all of them overlap, and the statistic says nothing
     assert _diebold_mariano(d[:12], 12) == 0.0 and _diebold_mariano(d[:3], 24) == 0.0
