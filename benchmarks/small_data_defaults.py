@@ -233,7 +233,7 @@ def fit_one(task, params, seed, X_train, y_train, X_test, y_test):
 SEARCH = "search (3-fold CV)"
 
 
-def fit_search(task, seed, X_train, y_train, X_test, y_test, folds=3):
+def fit_search(seed, X_train, y_train, X_test, y_test, folds=3):
     """The grid search a user can run: pick by cross-validation on the training split, score on test.
 
     Every grid configuration is fitted on each of ``folds`` stratified folds
@@ -245,20 +245,18 @@ def fit_search(task, seed, X_train, y_train, X_test, y_test, folds=3):
     """
     from sklearn.model_selection import StratifiedKFold
 
-    if task != "classification":
-        raise ValueError("the cross-validated search is for the classification sets")
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X_train, y_train))
-    cv = {}
+    configs, cv = grid(), {}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes with fewer members than folds
-        for name, params in grid().items():
-            scores = [fit_one(task, params, seed, X_train[fit], y_train[fit], X_train[held], y_train[held])["score"]
-                      for fit, held in splits]
+        for name, params in configs.items():
+            scores = [fit_one("classification", params, seed, X_train[fit], y_train[fit], X_train[held],
+                              y_train[held])["score"] for fit, held in splits]
             if None not in scores:
                 cv[name] = float(np.mean(scores))
     for chosen in sorted(cv, key=cv.get, reverse=True):
-        result = fit_one(task, grid()[chosen], seed, X_train, y_train, X_test, y_test)
+        result = fit_one("classification", configs[chosen], seed, X_train, y_train, X_test, y_test)
         if result["score"] is not None:
             return dict(result, fit_s=round(time.perf_counter() - start, 3), chosen=chosen,
                         cv_score=round(cv[chosen], 4))
@@ -288,7 +286,7 @@ def run(args):
                 if config == SEARCH:
                     if info["task"] != "classification":
                         continue
-                    result = fit_search(info["task"], seed, X_train, y_train, X_test, y_test)
+                    result = fit_search(seed, X_train, y_train, X_test, y_test)
                 else:
                     result = fit_one(info["task"], configs[config], seed, X_train, y_train, X_test, y_test)
                 record = dict(set=name, config=config, params=configs[config], seed=seed, **info, **result)

@@ -933,7 +933,7 @@ class Standardizer:
     def transform(self, values):
         """Standardize ``values`` along their last axis, keeping their dtype."""
         if (values.ndim == 3 and values.size <= BRIEF_MAX_VALUES  # a small batch: see _all_finite
-                and self.mean.shape == self.scale.shape == values.shape[2:]):
+                and self.mean.shape == values.shape[2:]):
             return _standardize_small(values, self.mean, self.scale)
         return ((values - self.mean) / self.scale).astype(values.dtype, copy=False)
 

@@ -524,6 +524,12 @@ class _SequenceEstimator(BaseEstimator):
         values = seqs.values if self._x_scaler is None else self._x_scaler.transform(seqs.values)
         return fill_missing(values, seqs.mask, self._missing) if seqs.has_gaps or self._missing == "mask" else values
 
+    def _cell_options(self):
+        """The cell's options that are hyper-parameters here, for the network's config (the others keep their
+        defaults)."""
+        return {name: type(default)(getattr(self, name))
+                for name, default in CELLS[self.cell].defaults().items() if name in self._parameter_constraints}
+
     def _build(self, seqs, n_outputs, per_step, device, sample_weight):
         """Fresh random state, input scaling and network (on the resolved ``device``) for a new fit."""
         self._rng = check_random_state(self.random_state)
@@ -551,9 +557,7 @@ class _SequenceEstimator(BaseEstimator):
             n_outputs=n_outputs,
             per_step=per_step,
         )
-        # the cell's options that are hyper-parameters here (the others keep their defaults)
-        config.update({name: type(default)(getattr(self, name))
-                       for name, default in CELLS[self.cell].defaults().items() if name in self._parameter_constraints})
+        config.update(self._cell_options())
         self.network_ = SequenceNet(config)
         self.loss_curve_ = []
         self.best_loss_ = np.inf
@@ -838,8 +842,7 @@ class _SequenceEstimator(BaseEstimator):
                       num_layers=recurrent.num_layers, bidirectional=recurrent.bidirectional,
                       dropout=float(recurrent.dropout), dtype=dtype, device="cpu", seed=0,
                       n_outputs=n_outputs, per_step=bool(per_step))
-        config.update({name: default for name, default in CELLS[cell].defaults().items()
-                       if name in cls._parameter_constraints})  # torch's cells: no variant, forget bias 0
+        config.update(est._cell_options())  # torch's cells: no variant, forget bias 0
         est.network_ = SequenceNet(config)
         est.network_.load_state_dict({**state, "head.weight": weight, "head.bias": bias})
         est._set_task_from_torch(n_outputs, classes)

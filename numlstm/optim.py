@@ -63,6 +63,9 @@ class _Optimizer:
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
         self.names = list(params) if isinstance(params, Mapping) else None
+        params = self._ordered(params, "params")
+        for name in self._BUFFERS:
+            setattr(self, name, [_zeros_like(p) for p in params])
 
     def _ordered(self, arrays, what):
         """``arrays`` as a list in the optimizer's parameter order; by name for a mapping."""
@@ -201,7 +204,6 @@ class SGD(_Optimizer):
         super().__init__(params, learning_rate, weight_decay)
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.velocities = [_zeros_like(p) for p in self._ordered(params, "params")]
 
     def _host_steps(self, grads, indices):
         velocities = [self.velocities[i] for i in indices]
@@ -240,9 +242,6 @@ class Adam(_Optimizer):
         super().__init__(params, learning_rate, weight_decay)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.t = 0
-        params = self._ordered(params, "params")
-        self.ms = [_zeros_like(p) for p in params]
-        self.vs = [_zeros_like(p) for p in params]
 
     def _begin_step(self):
         self.t += 1
